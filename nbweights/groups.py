@@ -1,0 +1,149 @@
+"""The parameters of one device, summarised together with one transfer to the host per capture."""
+from __future__ import annotations
+
+import weakref
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .pictures import PictureLimits, picture_of
+from .summaries import FIELDS, Summary, SummaryPlan, finish, summarize, take_sample
+
+Captured = tuple[Summary, Summary | None, list[tuple[int, str, np.ndarray]]]
+PendingGrads = tuple[torch.Tensor, tuple[int, ...], SummaryPlan, list[torch.Tensor]]
+
+
+def empty_summary(count: int, bins: int) -> Summary:
+    """A summary of ``count`` tensors that says nothing was seen (NaN fields, zero counts)."""
+    fields = np.full((count, len(FIELDS)), np.nan)
+    return Summary(fields, np.zeros((count, bins), np.float32), np.zeros(count, np.float32))
+
+
+class ParameterGroup:
+    """Parameters on one device: their sample plan, histogram ranges and pending gradients.
+
+    ``rows`` are the positions of these parameters among all watched ones.
+    """
+
+    def __init__(self, rows: list[int], params: list[nn.Parameter], bins: int,
+                 sample_size: int | None, limits: PictureLimits):
+        self.rows = rows
+        self.bins = bins
+        self.limits = limits
+        self.device = params[0].device
+        self._refs = [weakref.ref(p) for p in params]
+        self._sample_size = sample_size
+        self.plan = SummaryPlan([p.numel() for p in params], sample_size, self.device, seed=rows[0])
+        self._weight_ranges = torch.zeros(len(params), device=self.device)
+        self._grad_ranges = torch.zeros(len(params), device=self.device)
+        self._grad_plans: dict[tuple[int, ...], SummaryPlan] = {}
+        self._before: torch.Tensor | None = None
+        self._pending_grads: tuple[torch.Tensor, Any] | None = None
+        self._armed = False
+        self._grads_seen = 0
+
+    @classmethod
+    def split(cls, named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
+              limits: PictureLimits) -> list["ParameterGroup"]:
+        by_device: dict[torch.device, list[int]] = defaultdict(list)
+        for row, (_, param) in enumerate(named):
+            by_device[param.device].append(row)
+        return [cls(rows, [named[r][1] for r in rows], bins, sample_size, limits)
+                for rows in by_device.values()]
+
+    def tensors(self) -> list[nn.Parameter] | None:
+        """The live parameters, or None once any was garbage collected."""
+        params = [ref() for ref in self._refs]
+        return None if any(p is None for p in params) else params
+
+    # ----- moments before the capture ----------------------------------------------------
+    def remember_before_step(self) -> None:
+        """Keep the sample of the weights as they are before an update (for the update ratio)."""
+        params = self.tensors()
+        if params is not None:
+            self._before = take_sample(self.plan, params)
+
+    def watch_gradients(self) -> list[Any]:
+        """Hooks that summarise the gradients once complete on an armed step (no optimizer)."""
+        params = self.tensors() or []
+        return [p.register_post_accumulate_grad_hook(self._gradient_ready) for p in params if p.requires_grad]
+
+    def arm_gradients(self) -> None:
+        self._armed, self._grads_seen = True, 0
+
+    def _gradient_ready(self, param: torch.Tensor) -> None:
+        if not self._armed:
+            return
+        self._grads_seen += 1
+        expected = sum(1 for ref in self._refs if ref() is not None and ref().requires_grad)
+        if self._grads_seen >= expected:
+            self._armed = False
+            params = self.tensors()
+            if params is not None:
+                # Summarised now, not at the next forward: zero_grad() may free them before then.
+                pending = self._grads_on_device(params)
+                self._pending_grads = None if pending is None else \
+                    self._finish_grads(len(params), pending, pending[0].cpu().numpy())
+                self._before = take_sample(self.plan, params)
+
+    # ----- the capture -------------------------------------------------------------------
+    def _grads_on_device(self, params: list[nn.Parameter]) -> PendingGrads | None:
+        present = tuple(i for i, p in enumerate(params) if p.grad is not None)
+        if not present:
+            return None
+        if len(present) == len(params):
+            plan, ranges = self.plan, self._grad_ranges
+        else:
+            if present not in self._grad_plans:
+                self._grad_plans[present] = SummaryPlan([params[i].numel() for i in present],
+                                                        self._sample_size, self.device, seed=self.rows[0])
+            plan, ranges = self._grad_plans[present], self._grad_ranges[list(present)]
+        grads = [params[i].grad for i in present]
+        return summarize(plan, grads, ranges, self.bins), present, plan, grads
+
+    def _finish_grads(self, count: int, pending: PendingGrads, host: np.ndarray) -> Summary:
+        packed_device, present, plan, grads = pending
+        summary, ranges = finish(plan, grads, packed_device, host.reshape(len(present), -1), self.bins)
+        full = empty_summary(count, self.bins)
+        rows = list(present)
+        full.fields[rows], full.counts[rows], full.ranges[rows] = summary.fields, summary.counts, summary.ranges
+        self._grad_ranges[rows] = ranges
+        return full
+
+    def capture(self, with_grads: bool) -> Captured | None:
+        """Summaries of weights and gradients, and pictures, read with one host transfer."""
+        params = self.tensors()
+        if params is None:
+            return None
+        weights_device = summarize(self.plan, params, self._weight_ranges, self.bins, self._before)
+        grad_summary, grads_device = None, None
+        if with_grads:
+            grad_summary = self._pending_grads
+            if grad_summary is None:
+                grads_device = self._grads_on_device(params)
+                if grads_device is None:
+                    grad_summary = empty_summary(len(params), self.bins)
+        self._pending_grads = None
+        found = [(i, picture_of(p, self.limits)) for i, p in enumerate(params)]
+        pictures = [(i, picture[0], picture[1]) for i, picture in found if picture is not None]
+        parts = [weights_device.reshape(-1)]
+        if grads_device is not None:
+            parts.append(grads_device[0].reshape(-1))
+        parts.extend(data.reshape(-1) for _, _, data in pictures)
+        host = torch.cat(parts).cpu().numpy()  # the one synchronisation of this capture
+        offset = weights_device.numel()
+        weights, self._weight_ranges = finish(self.plan, params, weights_device,
+                                              host[:offset].reshape(len(params), -1), self.bins, self._before)
+        self._before = None
+        if grads_device is not None:
+            size = grads_device[0].numel()
+            grad_summary = self._finish_grads(len(params), grads_device, host[offset:offset + size])
+            offset += size
+        kept = []
+        for i, kind, data in pictures:
+            kept.append((i, kind, host[offset:offset + data.numel()].reshape(data.shape)))
+            offset += data.numel()
+        return weights, grad_summary, kept

@@ -1,0 +1,79 @@
+"""When to capture: every N-th step, or as often as a time budget allows.
+
+With ``every="auto"`` the pacer measures, at each capture, how long training took since the
+last one and how long the capture itself took, and spaces captures so that capturing costs
+about ``budget`` (2 % by default) of training time. A 0.3 ms step and a 3 s step both get
+frequent snapshots; the check on a step that is not captured is one integer comparison.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Union
+
+Every = Union[int, str]
+#: Fraction of training time that automatic pacing lets captures take.
+DEFAULT_BUDGET = 0.02
+#: Never wait longer than this many steps between automatic captures.
+MAX_INTERVAL = 10_000
+
+
+def check_every(every: Every) -> Every:
+    """Validate ``every=``: a positive int or "auto"."""
+    if every == "auto":
+        return every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f'every= must be a positive int or "auto", got {every!r}')
+    return every
+
+
+class Pacer:
+    """Says which steps to capture; ``next_step`` is the next one."""
+
+    def __init__(self, every: Every = "auto", budget: float = DEFAULT_BUDGET,
+                 clock: Callable[[], float] = time.perf_counter):
+        if not 0 < budget <= 1:
+            raise ValueError(f"budget= must be a fraction in (0, 1], got {budget!r}")
+        self.every = check_every(every)
+        self.budget = budget
+        self.next_step = 1 if every == "auto" else every
+        self._clock = clock
+        self._last_step = 0
+        self._last_end = clock()
+        self._step_seconds: float | None = None
+        self._capture_seconds: float | None = None
+
+    def start(self) -> float:
+        """Call when a capture begins; returns the start time to hand to :meth:`done`."""
+        return self._clock()
+
+    def done(self, step: int, started: float) -> None:
+        """Call when the capture of ``step`` ended: measures it and schedules the next one."""
+        end = self._clock()
+        if self.every != "auto":
+            self.next_step = step + self.every
+        elif self._last_step < 1:
+            # The time since watch() includes the user's own set-up: measure from here.
+            self.next_step = step + 1
+        else:
+            steps = max(step - self._last_step, 1)
+            per_step = max(started - self._last_end, 0.0) / steps
+            cost = end - started
+            self._step_seconds = _smooth(self._step_seconds, per_step)
+            self._capture_seconds = _smooth(self._capture_seconds, cost)
+            wanted = self._capture_seconds / (self.budget * max(self._step_seconds, 1e-9))
+            self.next_step = step + min(max(1, math.ceil(wanted)), MAX_INTERVAL)
+        self._last_step = step
+        self._last_end = end
+
+    @property
+    def overhead(self) -> float | None:
+        """Estimated fraction of training time spent capturing (None before two captures)."""
+        if self._step_seconds is None or self._capture_seconds is None:
+            return None
+        interval = max(self.next_step - self._last_step, 1)
+        return self._capture_seconds / (self._capture_seconds + interval * self._step_seconds)
+
+
+def _smooth(previous: float | None, value: float, weight: float = 0.3) -> float:
+    return value if previous is None else (1 - weight) * previous + weight * value
