@@ -11,6 +11,7 @@ import io
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -50,6 +51,6 @@ def load_history(path: str | os.PathLike) -> History:
         raise
     except ValueError as error:
         raise ValueError(f"{os.fspath(path)} is not a readable nbweights history: {error}") from None
-    except (zipfile.BadZipFile, KeyError, TypeError, json.JSONDecodeError, EOFError, OSError) as error:
+    except (zipfile.BadZipFile, zlib.error, KeyError, TypeError, EOFError, OSError) as error:
         raise ValueError(f"{os.fspath(path)} is not a readable nbweights history "
                          f"({type(error).__name__}: {error})") from None
