@@ -4,10 +4,11 @@
 >>> w = nbw.watch(model, optimizer)   # then `w` as a cell's last line shows the dashboard
 """
 from .capture import NonFiniteError, Watcher, watch
+from .health import Signal, Thresholds
 from .fileformat import load_history as load
 from .history import History
 
-__all__ = ["watch", "show", "load", "Watcher", "History", "NonFiniteError"]
+__all__ = ["watch", "show", "load", "Watcher", "History", "NonFiniteError", "Signal", "Thresholds"]
 __version__ = "0.1.0"
 
 

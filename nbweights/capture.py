@@ -11,14 +11,18 @@ import logging
 import weakref
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
+from .activations import DEFAULT_ACTIVATION_TYPES, EXTRA_FIELDS, ActivationHooks
 from .groups import ParameterGroup, empty_summary
 from .history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
-from .selection import Selector, select_parameters
+from .health import Signal, Thresholds, find_signals
+from .probe import run_probe
+from .selection import Selector, select_modules, select_parameters
 
 log = logging.getLogger("nbweights")
 
@@ -53,7 +57,9 @@ class Watcher:
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  params: Selector = None, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  bins: int = 64, sample_size: int | None = 4096, max_bytes: int = DEFAULT_MAX_BYTES,
-                 pictures: PictureLimits | None = None):
+                 pictures: PictureLimits | None = None, activations: Selector | bool = False,
+                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
+                 image_shape: tuple[int, ...] | None = None, class_names: list[str] | None = None):
         model = _check_model(model, "watch")
         optimizer = _check_optimizer(optimizer)
         if not isinstance(bins, int) or bins < 2:
@@ -75,6 +81,16 @@ class Watcher:
         self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self.history.declare("grad", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self._groups = ParameterGroup.split(named, bins, sample_size, pictures or PictureLimits())
+        self.stop_on_nonfinite = bool(stop_on_nonfinite)
+        self.thresholds = thresholds or Thresholds()
+        #: Options for the dashboard's picture views (class images of a linear layer).
+        self.view_options = {"image_shape": image_shape, "class_names": class_names}
+        self._activations: ActivationHooks | None = None
+        if activations is not False and activations is not None:
+            modules = select_modules(model, activations, DEFAULT_ACTIVATION_TYPES)
+            self._activations = ActivationHooks(modules, bins, sample_size or 4096, self._activations_due)
+            self.history.declare("activation", self._activations.names, [() for _ in modules])
+        self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
         self._attach(model, optimizer)
         self._capture(0)
 
@@ -97,6 +113,14 @@ class Watcher:
         self.step += 1
         if self.step >= self.pacer.next_step:
             self._capture(self.step)
+        if self.stop_on_nonfinite:
+            self._stop_if_nonfinite(self.step)
+
+    def _activations_due(self) -> bool:
+        """Whether the forward running now belongs to a step that will be captured."""
+        if self._optimizer is not None:
+            return self.step + 1 >= self.pacer.next_step
+        return self._forwards >= self.pacer.next_step
 
     def _before_forward(self, module: nn.Module, args: Any) -> None:
         # Without an optimizer, the f-th training forward sees the weights after f - 1 updates
@@ -107,6 +131,8 @@ class Watcher:
         self.step = self._forwards - 1
         if self.step >= self.pacer.next_step:
             self._capture(self.step)
+        if self.stop_on_nonfinite and self.step >= 1:
+            self._stop_if_nonfinite(self.step)
         if self._forwards >= self.pacer.next_step:
             for group in self._groups:
                 group.arm_gradients()
@@ -141,6 +167,62 @@ class Watcher:
         names = self.history.names
         for row, kind, data in pictures:
             self.history.record_picture(names[row], step, kind, data)
+        if self._activations is not None and step > 0:
+            self._record_activations(step)
+        if self._probe is not None:
+            self._run_probe(step)
+
+    def _record_activations(self, step: int) -> None:
+        pending = self._activations.take()
+        names = self._activations.names
+        summary = empty_summary(len(names), self.history.bins)
+        extra = np.full((len(names), len(EXTRA_FIELDS)), np.nan)
+        if pending:
+            parts = [t.reshape(-1) for _, packed, more, _ in pending for t in (packed, more)]
+            same_device = len({t.device for t in parts}) == 1
+            host = (torch.cat(parts).cpu() if same_device else torch.cat([t.cpu() for t in parts])).numpy()
+            offset = 0
+            for name, packed, more, plan in pending:
+                row = names.index(name)
+                size = packed.numel()
+                one = self._activations.finish(name, packed, host[offset:offset + size].reshape(1, -1), plan)
+                summary.fields[row], summary.counts[row], summary.ranges[row] = one.fields[0], one.counts[0], one.ranges[0]
+                extra[row] = host[offset + size:offset + size + more.numel()]
+                offset += size + more.numel()
+        self.history.record("activation", step, summary, extra=extra)
+
+    def _run_probe(self, step: int) -> None:
+        model = self.model
+        if model is None:
+            return
+        inputs, modules = self._probe
+        if self._activations is not None:
+            self._activations.paused = True
+        try:
+            maps = run_probe(model, inputs, modules)
+        finally:
+            if self._activations is not None:
+                self._activations.paused = False
+        for name, array in maps.items():
+            self.history.record_feature_maps(name, step, array)
+
+    def _stop_if_nonfinite(self, step: int) -> None:
+        """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
+        for group in self._groups:
+            params = group.tensors()
+            if params is None:
+                continue
+            sums = [p.detach().sum() for p in params] + [p.grad.sum() for p in params if p.grad is not None]
+            if bool(torch.isfinite(torch.stack(sums)).all()):
+                continue
+            if step not in set(self.history.steps(self.history.names[0]).tolist()):
+                self._capture(step)  # keep the step where it went wrong in the history
+            for row, p in zip(group.rows, params):
+                for what, tensor in (("weight", p), ("gradient", p.grad)):
+                    if tensor is not None and not bool(torch.isfinite(tensor).all()):
+                        raise NonFiniteError(
+                            f"NaN/Inf in the {what} of {self.history.names[row]} at step {step} "
+                            f"(stop_on_nonfinite=True); the history up to this step is kept")
 
     def _notify(self, step: int) -> None:
         for listener in list(self._listeners):
@@ -173,6 +255,23 @@ class Watcher:
         """Capture now, whatever the pacing says (e.g. at the end of an epoch)."""
         self._capture(self.step)
 
+    def probe(self, inputs: torch.Tensor, modules: Selector = None) -> None:
+        """Fix a small input batch whose feature maps (of conv layers by default, or the modules
+        named) are recorded at each capture, without changing the model's state."""
+        model = self.model
+        if model is None:
+            raise RuntimeError("probe(): the watched model no longer exists")
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
+        chosen = select_modules(model, True if modules is None else modules,
+                                (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
+        self._probe = (inputs.detach().clone(), chosen)
+        self._run_probe(self.step)
+
+    def health(self) -> list[Signal]:
+        """Health signals that fired, oldest first: kind, name, step, value and a message."""
+        return find_signals(self.history, self.thresholds)
+
     def save(self, path: str) -> None:
         """Write the history to ``path`` (a ``.nbw`` file; see :mod:`nbweights.fileformat`)."""
         from .fileformat import save_history
@@ -185,13 +284,15 @@ class Watcher:
 
     @property
     def closed(self) -> bool:
-        return not self._handles
+        return not self._handles and (self._activations is None or not self._activations.handles)
 
     def close(self) -> None:
         """Remove every hook this watcher added. The history stays readable. Safe to repeat."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        if self._activations is not None:
+            self._activations.remove()
 
     def __enter__(self) -> "Watcher":
         return self
@@ -205,7 +306,8 @@ class Watcher:
         """The ipywidgets dashboard of this watcher (built on first use)."""
         if self._dashboard is None:
             from .dashboard import Dashboard
-            self._dashboard = Dashboard(self)
+            options = {k: v for k, v in self.view_options.items() if v is not None}
+            self._dashboard = Dashboard(self, **options)
         return self._dashboard
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

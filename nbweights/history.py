@@ -46,6 +46,7 @@ class History:
         self._summaries: dict[str, Timeline] = {group: Timeline() for group in GROUPS}
         self._pictures: dict[str, tuple[str, Timeline]] = {}
         self._metrics: dict[str, Timeline] = {}
+        self._feature_maps: dict[str, Timeline] = {}
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
 
@@ -60,7 +61,8 @@ class History:
         return list(self._names[self._check_group(group)])
 
     def shape(self, name: str, of: str = "weight") -> tuple[int, ...]:
-        return self._shapes[self._check_group(of)][self._check_name(name, of)]
+        self._check_name(name, of)
+        return self._shapes[of][name]
 
     @property
     def metric_names(self) -> list[str]:
@@ -84,7 +86,8 @@ class History:
 
     def stats(self, name: str, of: str = "weight") -> dict[str, np.ndarray]:
         """One value per recorded step of min, max, mean, std, norm, zero_fraction, nonfinite,
-        update_ratio (NaN where not measured), and count."""
+        update_ratio (NaN where not measured), and count; activations add dead_fraction and
+        saturated_fraction."""
         row = self._check_name(name, of)
         timeline = self._summaries[of]
         if not len(timeline):
@@ -92,6 +95,11 @@ class History:
         fields = timeline.column("fields")[:, row, :]
         stats = derived_stats(fields)
         stats["count"] = fields[:, FIELDS.index("count")].copy()
+        if "extra" in timeline.column_names:
+            units, dead, saturated = np.moveaxis(timeline.column("extra")[:, row, :], -1, 0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stats["dead_fraction"] = dead / units
+            stats["saturated_fraction"] = saturated.copy()
         return stats
 
     def histogram(self, name: str, step: int | None = None, of: str = "weight"
@@ -112,6 +120,37 @@ class History:
         if sampled > 0:
             counts = counts * (finite / sampled)
         return histogram_edges(timeline.column("ranges")[index, row], self.bins), counts
+
+    def histograms(self, name: str, of: str = "weight") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, ranges, counts)`` of every recorded step at once, counts [T, bins] scaled as
+        in :meth:`histogram`, step t's bins spanning ``[-ranges[t], ranges[t]]``.
+
+        Read-only accessor for views that need the whole series (one call instead of T).
+        """
+        row = self._check_name(name, of)
+        timeline = self._summaries[of]
+        if not len(timeline):
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, self.bins))
+        fields = timeline.column("fields")[:, row]
+        counts = timeline.column("counts")[:, row].astype(np.float64)
+        finite = fields[:, FIELDS.index("count")] - fields[:, FIELDS.index("nonfinite")]
+        sampled = fields[:, FIELDS.index("sampled")]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(sampled > 0, finite / sampled, 1.0)
+        return timeline.steps.copy(), timeline.column("ranges")[:, row].astype(np.float64), counts * scale[:, None]
+
+    def picture_series(self, name: str) -> tuple[str, np.ndarray, np.ndarray] | None:
+        """``(kind, steps, arrays)`` of every kept picture of ``name`` (a read-only view), or None.
+
+        Read-only accessor for views that follow pictures over time (trajectories).
+        """
+        self._check_name(name, "weight")
+        if name not in self._pictures:
+            return None
+        kind, timeline = self._pictures[name]
+        arrays = timeline.column("data")
+        arrays.flags.writeable = False
+        return kind, timeline.steps.copy(), arrays
 
     def picture(self, name: str, step: int | None = None) -> Picture | None:
         """The bounded copy of a parameter kept for the picture views, or None if none is kept."""
@@ -144,13 +183,34 @@ class History:
         self._rows[group] = {name: i for i, name in enumerate(names)}
         self._shapes[group] = dict(zip(names, shapes))
 
-    def record(self, group: str, step: int, summary: Summary) -> None:
-        """Add one step's summaries of every tensor of a group."""
+    def record(self, group: str, step: int, summary: Summary, extra: np.ndarray | None = None) -> None:
+        """Add one step's summaries of every tensor of a group (activations add ``extra`` rows
+        of units, dead units and saturated fraction)."""
         if len(summary.fields) != len(self._names[group]):
             raise ValueError(f"{len(summary.fields)} summaries for {len(self._names[group])} names")
-        self._summaries[group].append(step, fields=summary.fields, counts=summary.counts,
-                                      ranges=summary.ranges)
+        columns = {"fields": summary.fields, "counts": summary.counts, "ranges": summary.ranges}
+        if extra is not None:
+            columns["extra"] = extra
+        self._summaries[group].append(step, **columns)
         self._changed()
+
+    def record_feature_maps(self, module: str, step: int, maps: np.ndarray) -> None:
+        """Keep a probe input's feature maps [channels, height, width] of one module at a step."""
+        self._feature_maps.setdefault(module, Timeline()).append(step, data=maps.astype(np.float16))
+        self._changed()
+
+    @property
+    def feature_map_names(self) -> list[str]:
+        """Modules whose feature maps for the probe input are recorded (see ``Watcher.probe``)."""
+        return list(self._feature_maps)
+
+    def feature_maps(self, module: str, step: int | None = None) -> Picture:
+        """Feature maps [channels, height, width] of the probe input after ``module``."""
+        if module not in self._feature_maps:
+            raise KeyError(f"no feature maps of {module!r}; recorded: {self.feature_map_names}")
+        timeline = self._feature_maps[module]
+        index = timeline.index_at(step)
+        return Picture("feature_maps", int(timeline.steps[index]), timeline.column("data")[index].astype(np.float32))
 
     def record_picture(self, name: str, step: int, kind: str, array: np.ndarray) -> None:
         if name not in self._pictures:
@@ -171,7 +231,8 @@ class History:
 
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
-        return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values()]
+        return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
+                *self._feature_maps.values()]
 
     def _changed(self) -> None:
         self.version += 1
@@ -203,6 +264,8 @@ class History:
             timelines.append(({"store": "picture", "name": name, "kind": kind}, timeline))
         for name, timeline in self._metrics.items():
             timelines.append(({"store": "metric", "name": name}, timeline))
+        for name, timeline in self._feature_maps.items():
+            timelines.append(({"store": "feature_maps", "name": name}, timeline))
         meta = {
             "bins": self.bins,
             "max_bytes": self.max_bytes,
@@ -240,6 +303,8 @@ class History:
                 history._pictures[description["name"]] = (description["kind"], timeline)
             elif store == "metric":
                 history._metrics[description["name"]] = timeline
+            elif store == "feature_maps":
+                history._feature_maps[description["name"]] = timeline
             else:
                 raise ValueError(f"unknown store {store!r}")
         return history

@@ -1,0 +1,132 @@
+"""Forward hooks that summarise chosen modules' outputs on captured steps.
+
+On a step that is not captured a hook does one comparison. On a captured step it summarises the
+output on its device (histogram, moments, zeros, dead units, saturation) without keeping the
+output alive; the small result waits for the step's single transfer to the host.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .summaries import _COLUMN, _DEVICE_FIELDS, FIELDS, Summary, SummaryPlan, summarize
+
+#: Modules whose outputs ``activations=True`` summarises.
+DEFAULT_ACTIVATION_TYPES: tuple[type, ...] = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
+    nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus,
+    nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish,
+)
+#: Outputs whose magnitude passes this (tanh scale) count as saturated.
+SATURATION = 0.99
+#: Names of the columns of :attr:`ActivationHooks.extra` rows.
+EXTRA_FIELDS = ("units", "dead_units", "saturated_fraction")
+
+
+def _first_tensor(output: Any) -> torch.Tensor | None:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return None
+
+
+def unit_dims(module: nn.Module, output: torch.Tensor) -> tuple[int, ...]:
+    """Dimensions to reduce over to get one value per unit: all but channels (conv, 4-D+) or
+    all but the last (linear layers, sequences)."""
+    channel = 1 if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) or output.dim() >= 4 else output.dim() - 1
+    return tuple(d for d in range(output.dim()) if d != channel)
+
+
+def saturation_scale(module: nn.Module) -> tuple[float, float] | None:
+    """``(scale, shift)`` mapping the module's output onto tanh's [-1, 1], or None if it cannot saturate."""
+    if isinstance(module, (nn.Tanh, nn.Hardtanh)):
+        return 1.0, 0.0
+    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
+        return 2.0, -1.0
+    return None
+
+
+class ActivationHooks:
+    """Forward hooks on chosen modules; ``due()`` says whether the current forward is captured."""
+
+    def __init__(self, modules: list[tuple[str, nn.Module]], bins: int, sample_size: int,
+                 due: Callable[[], bool]):
+        self.names = [name for name, _ in modules]
+        self.bins = bins
+        self._sample_size = sample_size
+        self._due = due
+        self._ranges: dict[str, torch.Tensor] = {}
+        self._plans: dict[tuple[str, int], SummaryPlan] = {}
+        self._pending: dict[str, tuple[torch.Tensor, torch.Tensor, SummaryPlan]] = {}
+        self.paused = False
+        self.handles = [module.register_forward_hook(self._hook(name, module)) for name, module in modules]
+
+    def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
+        def record(module: nn.Module, args: Any, output: Any) -> None:
+            if self.paused or not module.training or not self._due():
+                return
+            tensor = _first_tensor(output)
+            if tensor is not None and tensor.is_floating_point() and tensor.numel():
+                self._pending[name] = self._summarize(name, module, tensor.detach())
+        return record
+
+    def _summarize(self, name: str, module: nn.Module, output: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, SummaryPlan]:
+        key = (name, output.numel())
+        if key not in self._plans:
+            if len(self._plans) > 4 * len(self.names):  # batch sizes vary: keep the cache small
+                self._plans.clear()
+            self._plans[key] = SummaryPlan([output.numel()], self._sample_size, output.device, seed=len(self._plans))
+        plan = self._plans[key]
+        ranges = self._ranges.get(name)
+        if ranges is None or ranges.device != output.device:
+            ranges = self._ranges[name] = torch.zeros(1, device=output.device)
+        packed = summarize(plan, [output], ranges, self.bins)
+        units_alive = (output != 0).any(dim=unit_dims(module, output)) if output.dim() > 1 else output != 0
+        scale = saturation_scale(module)
+        if scale is None:
+            saturated = torch.full((), float("nan"), device=output.device)
+        else:
+            sample = output.reshape(-1)[plan.indices[0]] if plan.indices[0] is not None else output.reshape(-1)
+            saturated = ((sample.float() * scale[0] + scale[1]).abs() >= SATURATION).float().mean()
+        extra = torch.stack([torch.tensor(float(units_alive.numel()), device=output.device),
+                             (~units_alive).sum().float(), saturated.float()])
+        return packed, extra, plan
+
+    def take(self) -> list[tuple[str, torch.Tensor, torch.Tensor, SummaryPlan]]:
+        """The summaries recorded since the last take, in module order (device tensors)."""
+        pending = [(name, *self._pending[name]) for name in self.names if name in self._pending]
+        self._pending.clear()
+        return pending
+
+    def finish(self, name: str, packed: torch.Tensor, host: np.ndarray, plan: SummaryPlan) -> Summary:
+        """Host-side summary of one module's output; keeps its histogram range for next time."""
+        summary, self._ranges[name] = finish_without_tensor(plan, packed, host)
+        return summary
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def finish_without_tensor(plan: SummaryPlan, packed: torch.Tensor, host: np.ndarray
+                          ) -> tuple[Summary, torch.Tensor]:
+    """Like :func:`~nbweights.summaries.finish` for an output that is gone: it cannot be read
+    again, so NaN/Inf are estimated from the sample (at least 1) and min/max stay NaN."""
+    fields = np.zeros((1, len(FIELDS)))
+    fields[:, FIELDS.index("count")] = plan.numels
+    for field in ("min", "max", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq"):
+        fields[:, FIELDS.index(field)] = host[:, _COLUMN[field]]
+    if not np.isfinite(host[0, :4]).all():
+        # Count what the sample saw: sampled finite elements vs sample size.
+        sample_size = len(plan.rows)
+        fields[0, FIELDS.index("nonfinite")] = max(1.0, (sample_size - host[0, _COLUMN["sampled"]])
+                                                   * plan.numels[0] / max(sample_size, 1))
+    ranges = host[:, _COLUMN["range"]].astype(np.float32)
+    counts = host[:, len(_DEVICE_FIELDS):].astype(np.float32)
+    return Summary(fields, counts, ranges), packed[:, _COLUMN["range"]]
