@@ -6,12 +6,14 @@ output alive; the small result waits for the step's single transfer to the host.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from .groups import empty_summary
 from .summaries import _COLUMN, _DEVICE_FIELDS, FIELDS, Summary, SummaryPlan, summarize
 
 #: Modules whose outputs ``activations=True`` summarises.
@@ -62,12 +64,12 @@ class ActivationHooks:
         self._ranges: dict[str, torch.Tensor] = {}
         self._plans: dict[tuple[str, int], SummaryPlan] = {}
         self._pending: dict[str, tuple[torch.Tensor, torch.Tensor, SummaryPlan]] = {}
-        self.paused = False
+        self._paused = False
         self.handles = [module.register_forward_hook(self._hook(name, module)) for name, module in modules]
 
     def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         def record(module: nn.Module, args: Any, output: Any) -> None:
-            if self.paused or not module.training or not self._due():
+            if self._paused or not module.training or not self._due():
                 return
             tensor = _first_tensor(output)
             if tensor is not None and tensor.is_floating_point() and tensor.numel():
@@ -97,16 +99,35 @@ class ActivationHooks:
                              (~units_alive).sum().float(), saturated.float()])
         return packed, extra, plan
 
-    def take(self) -> list[tuple[str, torch.Tensor, torch.Tensor, SummaryPlan]]:
-        """The summaries recorded since the last take, in module order (device tensors)."""
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Record nothing inside (the probe's forward is no training step)."""
+        self._paused = True
+        try:
+            yield
+        finally:
+            self._paused = False
+
+    def collect(self) -> tuple[Summary, np.ndarray]:
+        """Summaries of the outputs recorded since the last collect, one row per module (NaN
+        where a module did not run), and rows of :data:`EXTRA_FIELDS`. One host transfer."""
         pending = [(name, *self._pending[name]) for name in self.names if name in self._pending]
         self._pending.clear()
-        return pending
-
-    def finish(self, name: str, packed: torch.Tensor, host: np.ndarray, plan: SummaryPlan) -> Summary:
-        """Host-side summary of one module's output; keeps its histogram range for next time."""
-        summary, self._ranges[name] = finish_without_tensor(plan, packed, host)
-        return summary
+        summary = empty_summary(len(self.names), self.bins)
+        extra = np.full((len(self.names), len(EXTRA_FIELDS)), np.nan)
+        if not pending:
+            return summary, extra
+        parts = [t.reshape(-1) for _, packed, more, _ in pending for t in (packed, more)]
+        same_device = len({t.device for t in parts}) == 1
+        host = (torch.cat(parts).cpu() if same_device else torch.cat([t.cpu() for t in parts])).numpy()
+        offset = 0
+        for name, packed, more, plan in pending:
+            row, size = self.names.index(name), packed.numel()
+            one, self._ranges[name] = finish_without_tensor(plan, packed, host[offset:offset + size].reshape(1, -1))
+            summary.fields[row], summary.counts[row], summary.ranges[row] = one.fields[0], one.counts[0], one.ranges[0]
+            extra[row] = host[offset + size:offset + size + more.numel()]
+            offset += size + more.numel()
+        return summary, extra
 
     def remove(self) -> None:
         for handle in self.handles:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import weakref
+from contextlib import nullcontext
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
-from .activations import DEFAULT_ACTIVATION_TYPES, EXTRA_FIELDS, ActivationHooks
+from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
 from .groups import ParameterGroup, empty_summary
 from .history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
@@ -173,22 +173,7 @@ class Watcher:
             self._run_probe(step)
 
     def _record_activations(self, step: int) -> None:
-        pending = self._activations.take()
-        names = self._activations.names
-        summary = empty_summary(len(names), self.history.bins)
-        extra = np.full((len(names), len(EXTRA_FIELDS)), np.nan)
-        if pending:
-            parts = [t.reshape(-1) for _, packed, more, _ in pending for t in (packed, more)]
-            same_device = len({t.device for t in parts}) == 1
-            host = (torch.cat(parts).cpu() if same_device else torch.cat([t.cpu() for t in parts])).numpy()
-            offset = 0
-            for name, packed, more, plan in pending:
-                row = names.index(name)
-                size = packed.numel()
-                one = self._activations.finish(name, packed, host[offset:offset + size].reshape(1, -1), plan)
-                summary.fields[row], summary.counts[row], summary.ranges[row] = one.fields[0], one.counts[0], one.ranges[0]
-                extra[row] = host[offset + size:offset + size + more.numel()]
-                offset += size + more.numel()
+        summary, extra = self._activations.collect()
         self.history.record("activation", step, summary, extra=extra)
 
     def _run_probe(self, step: int) -> None:
@@ -196,13 +181,8 @@ class Watcher:
         if model is None:
             return
         inputs, modules = self._probe
-        if self._activations is not None:
-            self._activations.paused = True
-        try:
+        with self._activations.paused() if self._activations is not None else nullcontext():
             maps = run_probe(model, inputs, modules)
-        finally:
-            if self._activations is not None:
-                self._activations.paused = False
         for name, array in maps.items():
             self.history.record_feature_maps(name, step, array)
 
