@@ -164,7 +164,10 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
     flat_bin = torch.where(finite, plan.rows * bins + bin_index.nan_to_num(0).long(),
                            torch.full_like(plan.rows, count * bins))
-    counts = torch.bincount(flat_bin, minlength=count * bins + 1)[: count * bins].view(count, bins)
+    # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
+    # and has no deterministic CUDA kernel.
+    counts = torch.zeros(count * bins + 1, device=sample.device).scatter_add_(0, flat_bin, torch.ones_like(sample))
+    counts = counts[: count * bins].view(count, bins)
 
     def per_row(values: torch.Tensor) -> torch.Tensor:
         return torch.zeros(count, device=sample.device).index_add_(0, plan.rows, values)
@@ -179,7 +182,7 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     else:
         delta_sq = torch.full((count,), float("nan"), device=sample.device)
     stats = torch.stack([low, high, total, total_sq, ranges, sampled, zeros, sample_sq, delta_sq], dim=1)
-    return torch.cat([stats, counts.float()], dim=1)
+    return torch.cat([stats, counts], dim=1)
 
 
 def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float, float]:
