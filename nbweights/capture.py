@@ -139,12 +139,14 @@ class Watcher:
 
     # ----- capture ------------------------------------------------------------------------
     def _capture(self, step: int) -> None:
+        # The listeners' work (the dashboard's redraw) counts as capture cost, so that
+        # automatic pacing keeps everything nbweights does within its budget.
         started = self.pacer.start()
         try:
             self._record(step)
+            self._notify(step)
         finally:
             self.pacer.done(step, started)
-        self._notify(step)
 
     def _record(self, step: int) -> None:
         count, bins = len(self.history.names), self.history.bins

@@ -5,7 +5,8 @@ Fixtures
 jupyter_server   (session)  JupyterServer: .url .token .root_dir, .write_notebook(name, cells),
                             .copy_notebook(src, name=None), .lab_url(name), .notebook_url(name), .api(path)
 browser          (session)  Playwright Chromium Browser (system chromium, no sandbox/GPU)
-console          (function) ConsoleLog: .errors (console.error + page errors), .messages, .widget_errors()
+console          (function) ConsoleLog: .errors (console.error + page errors), .messages,
+                            .unexpected() (minus known front-end noise), .widget_errors()
 page             (function) fresh Playwright Page (1400x1000) whose console goes to ``console``
 screenshot_dir   (session)  Path ($NBWEIGHTS_SCREENSHOTS or tests/browser/screenshots)
 open_notebook    (function) open_notebook(name, ui="lab"|"notebook", timeout=90) -> NotebookUI

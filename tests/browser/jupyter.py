@@ -263,10 +263,21 @@ class ConsoleLog:
         stack = getattr(exc, "stack", None) or ""
         self.errors.append(f"pageerror: {exc}" + (f"\n{stack}" if stack else ""))
 
+    # Errors of the Jupyter front ends themselves, seen here without any widget
+    # on the page. Notebook 7.6.5: the first Shift+Enter makes the shortcuts
+    # plugin read settings of a plugin that is not loaded.
+    KNOWN_BENIGN = [
+        re.compile(r"^pageerror: Cannot read properties of undefined \(reading 'schema'\)"),
+    ]
+
+    def unexpected(self) -> list[str]:
+        """All errors except the known front-end noise in KNOWN_BENIGN."""
+        return [e for e in self.errors if not any(p.search(e) for p in self.KNOWN_BENIGN)]
+
     def widget_errors(self) -> list[str]:
-        """Errors that look like they come from widgets / bqplot / comms."""
-        pat = re.compile(r"widget|bqplot|comm|model|view|jupyter-widgets|Uncaught|pageerror", re.I)
-        return [e for e in self.errors if pat.search(e)]
+        """Unexpected errors that mention widgets / bqplot / comms."""
+        pat = re.compile(r"widget|bqplot|bqscales|comm|jupyter-widgets|ipywidgets", re.I)
+        return [e for e in self.unexpected() if pat.search(e)]
 
 
 class NotebookUI:
@@ -394,7 +405,19 @@ class NotebookUI:
         if target is None:
             self.page.screenshot(path=str(path), animations="allow")
             return path
-        box = target if isinstance(target, dict) else target.bounding_box(timeout=5000)
+        if isinstance(target, dict):
+            box = target
+        else:
+            # scrollIntoView without Playwright's stability wait, then clip to
+            # the part of the element inside the viewport.
+            target.evaluate("e => e.scrollIntoView({block: 'nearest', inline: 'nearest'})")
+            box = target.bounding_box(timeout=5000)
+            vp = self.page.viewport_size
+            if box and vp:
+                x0, y0 = max(box["x"], 0), max(box["y"], 0)
+                x1 = min(box["x"] + box["width"], vp["width"])
+                y1 = min(box["y"] + box["height"], vp["height"])
+                box = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
         if not box or box["width"] < 1 or box["height"] < 1:
             raise RuntimeError(f"nothing visible to screenshot for {name}: {box}")
         self.page.screenshot(path=str(path), clip=box, animations="allow")
