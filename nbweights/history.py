@@ -47,6 +47,7 @@ class History:
         self._pictures: dict[str, tuple[str, Timeline]] = {}
         self._metrics: dict[str, Timeline] = {}
         self._feature_maps: dict[str, Timeline] = {}
+        self._nbytes = 0
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
 
@@ -76,7 +77,7 @@ class History:
     @property
     def nbytes(self) -> int:
         """Bytes held by everything recorded."""
-        return sum(t.nbytes for t in self._timelines())
+        return self._nbytes
 
     # ----- reading ----------------------------------------------------------------------
     def steps(self, name: str, of: str = "weight") -> np.ndarray:
@@ -191,13 +192,11 @@ class History:
         columns = {"fields": summary.fields, "counts": summary.counts, "ranges": summary.ranges}
         if extra is not None:
             columns["extra"] = extra
-        self._summaries[group].append(step, **columns)
-        self._changed()
+        self._append(self._summaries[group], step, **columns)
 
     def record_feature_maps(self, module: str, step: int, maps: np.ndarray) -> None:
         """Keep a probe input's feature maps [channels, height, width] of one module at a step."""
-        self._feature_maps.setdefault(module, Timeline()).append(step, data=maps.astype(np.float16))
-        self._changed()
+        self._append(self._feature_maps.setdefault(module, Timeline()), step, data=maps.astype(np.float16))
 
     @property
     def feature_map_names(self) -> list[str]:
@@ -216,8 +215,7 @@ class History:
         if name not in self._pictures:
             self._pictures[name] = (kind, Timeline())
         stored = array.astype(np.float32 if kind == "values" else np.float16)
-        self._pictures[name][1].append(step, data=stored)
-        self._changed()
+        self._append(self._pictures[name][1], step, data=stored)
 
     def log(self, step: int, **values: float) -> None:
         """Record metrics (loss, accuracy...) at a step."""
@@ -226,21 +224,26 @@ class History:
                 number = float(value)
             except (TypeError, ValueError):
                 raise TypeError(f"log() takes numbers, got {name}={value!r}") from None
-            self._metrics.setdefault(name, Timeline()).append(step, value=np.float64(number))
-        self._changed()
+            self._append(self._metrics.setdefault(name, Timeline()), step, value=np.float64(number))
 
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
         return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
                 *self._feature_maps.values()]
 
-    def _changed(self) -> None:
+    def _append(self, timeline: Timeline, step: int, **row: np.ndarray) -> None:
+        """Append a row and keep memory under the bound (a running total: no scan per row)."""
+        before = timeline.nbytes
+        timeline.append(step, **row)
+        self._nbytes += timeline.nbytes - before
         self.version += 1
-        while self.nbytes > self.max_bytes:
+        while self._nbytes > self.max_bytes:
             largest = max(self._timelines(), key=lambda t: t.nbytes)
             if len(largest) <= 2:
                 break
+            before = largest.nbytes
             largest.thin()
+            self._nbytes += largest.nbytes - before
 
     def _check_group(self, group: str) -> str:
         if group not in GROUPS:
@@ -307,4 +310,5 @@ class History:
                 history._feature_maps[description["name"]] = timeline
             else:
                 raise ValueError(f"unknown store {store!r}")
+        history._nbytes = sum(t.nbytes for t in history._timelines())
         return history

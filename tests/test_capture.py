@@ -268,5 +268,6 @@ def test_history_memory_stays_bounded_and_covers_the_whole_run(mlp):
     train(mlp, opt, 400)
     steps = w.history.steps("0.weight")
     assert w.history.nbytes <= 60_000
+    assert w.history.nbytes == sum(t.nbytes for t in w.history._timelines())  # the running total is true
     assert steps[0] == 0 and steps[-1] == 400 and len(steps) < 401
     assert w.history.picture_steps("2.bias")[0] == 0
