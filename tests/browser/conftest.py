@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jupyter import (  # noqa: E402
+from jupyter_harness import (  # noqa: E402
     CHROMIUM_ARGS, ConsoleLog, JupyterServer, NotebookUI, find_chromium, missing_requirements,
 )
 
