@@ -50,17 +50,15 @@ class Pacer:
     def done(self, step: int, started: float) -> None:
         """Call when the capture of ``step`` ended: measures it and schedules the next one."""
         end = self._clock()
+        if self._last_step >= 1:  # the time since watch() includes the user's own set-up
+            per_step = max(started - self._last_end, 0.0) / max(step - self._last_step, 1)
+            self._step_seconds = _smooth(self._step_seconds, per_step)
+            self._capture_seconds = _smooth(self._capture_seconds, end - started)
         if self.every != "auto":
             self.next_step = step + self.every
-        elif self._last_step < 1:
-            # The time since watch() includes the user's own set-up: measure from here.
+        elif self._step_seconds is None:
             self.next_step = step + 1
         else:
-            steps = max(step - self._last_step, 1)
-            per_step = max(started - self._last_end, 0.0) / steps
-            cost = end - started
-            self._step_seconds = _smooth(self._step_seconds, per_step)
-            self._capture_seconds = _smooth(self._capture_seconds, cost)
             wanted = self._capture_seconds / (self.budget * max(self._step_seconds, 1e-9))
             self.next_step = step + min(max(1, math.ceil(wanted)), MAX_INTERVAL)
         self._last_step = step

@@ -1,0 +1,71 @@
+"""Histogram of a parameter (or its gradient) at the current step, the first step drawn behind."""
+from __future__ import annotations
+
+import bqplot
+import ipywidgets as widgets
+import numpy as np
+
+from ..colors import BLUE, GREY, ORANGE
+from . import View, ViewOptions, array_bytes, figure, float32
+
+#: Bars of a log axis start here, so that empty bins draw nothing and one element still shows.
+LOG_FLOOR = 0.5
+
+
+class HistogramView(View):
+    """Bars of the element counts per bin; ``of="grad"`` shows the gradient's histogram."""
+
+    css_class = "nbw-histogram"
+
+    def __init__(self, name: str, options: ViewOptions, of: str = "weight"):
+        self.name, self.of = name, of
+        what = "gradient" if of == "grad" else "value"
+        self.x_scale = bqplot.LinearScale()
+        self.linear_scale, self.log_scale = bqplot.LinearScale(min=0), bqplot.LogScale(min=LOG_FLOOR)
+        scales = {"x": self.x_scale, "y": self.linear_scale}
+        self.first = bqplot.Bars(scales=scales, colors=[GREY], opacities=[0.45], padding=0.05, stroke=None)
+        self.current = bqplot.Bars(scales=scales, colors=[ORANGE if of == "grad" else BLUE],
+                                   opacities=[0.8], padding=0.05)
+        title = f"{name} ({'gradient' if of == 'grad' else 'values'})"
+        self.figure = figure([self.first, self.current], self.x_scale, self.linear_scale, title,
+                             f"{what} (grey: first step)", "count of elements", "nbw-histogram-figure")
+        self.log_toggle = widgets.Checkbox(value=False, description="log count", indent=False,
+                                           layout=widgets.Layout(width="110px"))
+        self.log_toggle.observe(self._set_log, "value")
+        super().__init__(widgets.VBox([self.figure, self.log_toggle]))
+        self._edges = {"first": None, "current": None}
+
+    @staticmethod
+    def applies(history, name: str, options: ViewOptions) -> str | None:
+        return None  # every parameter has a histogram
+
+    def _set_log(self, change) -> None:
+        y_scale = self.log_scale if change["new"] else self.linear_scale
+        with self.figure.hold_sync():
+            for bars in (self.first, self.current):
+                bars.scales = {"x": self.x_scale, "y": y_scale}
+                bars.base = LOG_FLOOR if change["new"] else 0.0
+            self.figure.axes[1].scale = y_scale
+        self._edges = {"first": None, "current": None}
+        self.redraw()
+
+    def _set_bars(self, bars: bqplot.Bars, which: str, edges: np.ndarray, counts: np.ndarray) -> int:
+        heights = np.maximum(counts, LOG_FLOOR) if self.log_toggle.value else counts
+        centres = None if self._edges[which] is not None and np.array_equal(self._edges[which], edges) \
+            else float32((edges[:-1] + edges[1:]) / 2)
+        with bars.hold_sync():
+            if centres is not None:
+                bars.x = centres
+                self._edges[which] = edges
+            bars.y = float32(heights)
+        return array_bytes(heights) + (0 if centres is None else centres.nbytes)
+
+    def draw(self, history, step: int | None) -> int:
+        steps = history.steps(self.name, of=self.of)
+        if len(steps) == 0 or (step is not None and step < steps[0]):
+            return self.say("no gradient recorded yet: it comes with the first optimizer step"
+                            if self.of == "grad" else "nothing recorded yet")
+        sent = self.say(None)
+        if self._edges["first"] is None:
+            sent += self._set_bars(self.first, "first", *history.histogram(self.name, int(steps[0]), of=self.of))
+        return sent + self._set_bars(self.current, "current", *history.histogram(self.name, step, of=self.of))

@@ -1,0 +1,126 @@
+"""The dashboard's controls, browser-side switching, pacing and display."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nbweights as nbw
+from nbweights.dashboard import Dashboard
+
+
+def step(model, optimizer, value=None):
+    if value is not None:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(value)
+    optimizer.zero_grad()
+    model(torch.randn(4, 3)).square().mean().backward()
+    optimizer.step()
+
+
+@pytest.fixture
+def trained():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    for value in (0.25, 0.5, 0.75):
+        step(model, optimizer, value)
+    return model, optimizer, watcher, dashboard
+
+
+def test_dropdown_switches_a_stack_of_panels_in_the_browser(trained):
+    _, _, watcher, dashboard = trained
+    names = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert list(dashboard.dropdown.options) == names == watcher.history.names
+    assert [p.name for p in dashboard.panels] == names
+    assert len(dashboard.stack.children) == 4
+    link = dashboard.links[0]
+    assert (link.source, link.target) == ((dashboard.dropdown, "index"), (dashboard.stack, "selected_index"))
+    dashboard.dropdown.index = 2  # the kernel hears it (after the cell): full redraw of that panel
+    assert dashboard.selected == 2
+
+
+def test_scrubbing_the_slider_leaves_follow_mode_and_shows_that_step(trained):
+    _, _, watcher, dashboard = trained
+    histogram = dashboard.panel("0.weight").curves[0]
+    assert dashboard.slider.max == 3 and dashboard.slider.value == 3 and dashboard.follow.value
+    latest_centre = np.asarray(histogram.current.x)[np.argmax(histogram.current.y)]
+    dashboard.slider.value = 1
+    assert dashboard.follow.value is False
+    centre = np.asarray(histogram.current.x)[np.argmax(histogram.current.y)]
+    assert centre == pytest.approx(0.25, abs=1 / 32) and latest_centre == pytest.approx(0.75, abs=1 / 64)
+    dashboard.follow.value = True
+    assert dashboard.slider.value == 3
+    assert np.asarray(histogram.current.x)[np.argmax(histogram.current.y)] == pytest.approx(latest_centre)
+
+
+def test_redraws_are_throttled_and_the_last_state_drawn_after_the_cell(trained):
+    model, optimizer, watcher, dashboard = trained
+    dashboard.max_fps = 0.001  # at most one redraw per 1000 s: the next capture comes too soon
+    drawn = dashboard.status.value
+    step(model, optimizer, 0.9)
+    assert dashboard.status.value == drawn and dashboard._pending
+    dashboard._after_cell()  # IPython's post_run_cell
+    assert "step 4" in dashboard.status.value and not dashboard._pending
+
+
+def test_status_line_names_step_snapshots_and_overhead(trained):
+    _, _, watcher, dashboard = trained
+    status = dashboard.status.value
+    assert "step 3" in status and "4 snapshots" in status
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    auto = nbw.watch(model, optimizer)  # every="auto": the pacer measures its overhead
+    dashboard = Dashboard(auto, max_fps=1e9)
+    for _ in range(300):  # the overhead is known from the third capture on
+        step(model, optimizer)
+    assert re.search(r"capture overhead \d+\.\d%", dashboard.status.value), dashboard.status.value
+
+
+def test_figures_have_fixed_pixel_sizes_and_stable_css_classes(trained):
+    _, _, _, dashboard = trained
+    panel = dashboard.panel("0.weight")
+    for view in panel.curves:
+        layout = view.figure.layout
+        assert layout.width.endswith("px") and layout.height.endswith("px")
+    assert "nbw-dashboard" in dashboard._dom_classes
+    assert "nbw-panel" in panel.widget._dom_classes
+    assert [c for v in panel.curves for c in v.widget._dom_classes if c != "nbw-view"] == \
+        ["nbw-histogram", "nbw-histogram", "nbw-distribution"]
+    assert "nbw-heatmap" in panel.pictures[0].widget._dom_classes
+
+
+def test_watcher_and_dashboard_display_as_the_widget(trained):
+    _, _, watcher, dashboard = trained
+    assert watcher.dashboard is watcher.dashboard
+    bundle = watcher._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == watcher.dashboard.model_id
+    shown = nbw.show(nn.Linear(3, 2))
+    assert isinstance(shown, Dashboard) and shown.status.value.startswith("step 0")
+
+
+def test_configure_and_watch_options_reach_the_class_images():
+    model = nn.Linear(12, 2)
+    watcher = nbw.watch(model, every=1, image_shape=(3, 4), class_names=["cat", "dog"])
+    view = next(v for v in watcher.dashboard.panel("weight").pictures if type(v).__name__ == "ClassImagesView")
+    assert view.labels == ["cat", "dog"]
+    watcher.dashboard.configure(class_names=["a", "b"])
+    view = next(v for v in watcher.dashboard.panel("weight").pictures if type(v).__name__ == "ClassImagesView")
+    assert view.labels == ["a", "b"]
+
+
+def test_close_stops_redrawing(trained):
+    model, optimizer, watcher, dashboard = trained
+    dashboard.close()
+    step(model, optimizer)  # must not touch the closed widgets
+    assert dashboard._on_record not in watcher._listeners
+
+
+def test_bad_arguments_say_what_was_expected():
+    with pytest.raises(TypeError, match="Watcher or a History, got str"):
+        Dashboard("model")
