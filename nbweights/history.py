@@ -196,7 +196,9 @@ class History:
 
     def record_feature_maps(self, module: str, step: int, maps: np.ndarray) -> None:
         """Keep a probe input's feature maps [channels, height, width] of one module at a step."""
-        self._append(self._feature_maps.setdefault(module, Timeline()), step, data=maps.astype(np.float16))
+        with np.errstate(over="ignore"):
+            maps = maps.astype(np.float16)
+        self._append(self._feature_maps.setdefault(module, Timeline()), step, data=maps)
 
     @property
     def feature_map_names(self) -> list[str]:
@@ -214,7 +216,8 @@ class History:
     def record_picture(self, name: str, step: int, kind: str, array: np.ndarray) -> None:
         if name not in self._pictures:
             self._pictures[name] = (kind, Timeline())
-        stored = array.astype(np.float32 if kind == "values" else np.float16)
+        with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
+            stored = array.astype(np.float32 if kind == "values" else np.float16)
         self._append(self._pictures[name][1], step, data=stored)
 
     def log(self, step: int, **values: float) -> None:
