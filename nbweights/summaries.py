@@ -110,8 +110,23 @@ class SummaryPlan:
         self.device = device
         self.indices = [None if idx is None else idx.to(device)
                         for idx in (sample_indices(n, sample_size, seed + i) for i, n in enumerate(self.numels))]
-        lengths = [n if idx is None else len(idx) for n, idx in zip(self.numels, self.indices)]
-        self.rows = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths, dtype=torch.long)).to(device)
+        lengths = torch.tensor([n if idx is None else len(idx) for n, idx in zip(self.numels, self.indices)],
+                               dtype=torch.long)
+        self.rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths).to(device)
+        #: Sample elements per tensor: the sample is one run per tensor, in order.
+        self.lengths = lengths.to(device)
+        # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
+        self._segment_sums = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
+
+    def per_row_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum of ``values`` (one per sample element) over each tensor's run of the sample."""
+        if self._segment_sums:
+            try:  # sums contiguous runs: about half the time of index_add_ on CPU
+                return torch.segment_reduce(values, "sum", lengths=self.lengths)
+            except (RuntimeError, NotImplementedError):
+                self._segment_sums = False  # not on this device: index_add_ from now on
+        return torch.zeros(len(self.numels), dtype=values.dtype, device=values.device
+                           ).index_add_(0, self.rows, values)
 
 
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -119,7 +134,8 @@ def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Ten
     parts = []
     for tensor, idx in zip(tensors, plan.indices):
         flat = tensor.detach().reshape(-1)
-        parts.append((flat if idx is None else flat[idx]).float())
+        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
+        parts.append((flat if idx is None else flat.index_select(0, idx)).float())
     if not parts:
         return torch.zeros(0, device=plan.device)
     return torch.cat(parts)
@@ -159,8 +175,7 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
 
     sample = take_sample(plan, tensors)
     finite = torch.isfinite(sample)
-    row_range = ranges.clamp_min(1e-30)[plan.rows]
-    row_range = torch.where(ranges[plan.rows] > 0, row_range, torch.ones_like(row_range))
+    row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[plan.rows]
     bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
     flat_bin = torch.where(finite, plan.rows * bins + bin_index.nan_to_num(0).long(),
                            torch.full_like(plan.rows, count * bins))
@@ -169,9 +184,7 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     counts = torch.zeros(count * bins + 1, device=sample.device).scatter_add_(0, flat_bin, torch.ones_like(sample))
     counts = counts[: count * bins].view(count, bins)
 
-    def per_row(values: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(count, device=sample.device).index_add_(0, plan.rows, values)
-
+    per_row = plan.per_row_sums
     clean = torch.where(finite, sample, torch.zeros_like(sample))
     sampled = per_row(finite.float())
     zeros = per_row((sample == 0).float())
