@@ -20,6 +20,8 @@ setup(
         "bqplot>=0.12.40",
     ],
     extras_require={
+        # Peers that benchmarks/run.py measures side by side (skipped when absent).
+        "bench": ["tensorboard", "wandb"],
         "test": [
             "pytest>=7",
             "jupyterlab>=4",

@@ -16,6 +16,7 @@ class Timeline:
         self._steps = np.zeros(0, dtype=np.int64)
         self._columns: dict[str, np.ndarray] = {}
         self._length = 0
+        self._row_nbytes = 8
 
     def __len__(self) -> int:
         return self._length
@@ -35,25 +36,26 @@ class Timeline:
     @property
     def nbytes(self) -> int:
         """Bytes held by recorded rows (capacity not counted, as it is at most twice this)."""
-        per_row = 8 + sum(c[0].nbytes for c in self._columns.values()) if self._columns else 8
-        return per_row * self._length
+        return self._row_nbytes * self._length
 
     def append(self, step: int, **row: np.ndarray) -> None:
         """Record one row; steps must not decrease and columns keep their first shape."""
-        if self._length and step < self._steps[self._length - 1]:
-            raise ValueError(f"step {step} comes before the last recorded step {self._steps[self._length - 1]}")
+        length = self._length
+        if length and step < self._steps[length - 1]:
+            raise ValueError(f"step {step} comes before the last recorded step {self._steps[length - 1]}")
         if not self._columns:
             self._columns = {name: np.empty((4,) + np.shape(value), dtype=np.asarray(value).dtype)
                              for name, value in row.items()}
             self._steps = np.empty(4, dtype=np.int64)
-        elif set(row) != set(self._columns):
+            self._row_nbytes = 8 + sum(c[0].nbytes for c in self._columns.values())
+        elif row.keys() != self._columns.keys():
             raise ValueError(f"row has columns {sorted(row)}, expected {sorted(self._columns)}")
-        if self._length == len(self._steps):
+        if length == len(self._steps):
             self._grow()
-        self._steps[self._length] = step
+        self._steps[length] = step
         for name, value in row.items():
-            self._columns[name][self._length] = value
-        self._length += 1
+            self._columns[name][length] = value
+        self._length = length + 1
 
     def _grow(self) -> None:
         capacity = max(4, 2 * len(self._steps))
@@ -104,4 +106,5 @@ class Timeline:
         timeline._steps = steps.copy()
         timeline._columns = {name: np.array(c) for name, c in columns.items()}
         timeline._length = len(steps)
+        timeline._row_nbytes = 8 + sum(int(np.prod(c.shape[1:])) * c.itemsize for c in timeline._columns.values())
         return timeline
