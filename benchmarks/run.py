@@ -182,11 +182,22 @@ def read_floor(params: list[torch.Tensor]) -> Callable[[], object]:
     return lambda: torch.stack([p.detach().sum() for p in params]).cpu()
 
 
+#: Where models and batches live (``--device``); the CPU unless asked otherwise.
+DEVICE = torch.device("cpu")
+
+
+def synchronize() -> None:
+    """Wait for the device's queued work, so that wall-clock time covers it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def trained_watcher(make, quick: bool):
     """A model that took two optimizer steps (so gradients exist) and a Watcher that never
     captures on its own (``every`` huge): snapshots below are the only captures."""
     torch.manual_seed(0)
     model, inputs, targets = make(quick)
+    model, inputs, targets = model.to(DEVICE), inputs.to(DEVICE), targets.to(DEVICE)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
     watcher = nbw.watch(model, optimizer, every=10**9, bins=BINS)
     for _ in range(2):
@@ -202,24 +213,27 @@ def capture_models(quick: bool):
 
 # ----- section 1: capture vs read floor ------------------------------------------------------
 def bench_capture(table: Table, quick: bool) -> None:
+    """A snapshot of the weights against one read of them; then weights and gradients against
+    one read of both (what a capture in training reads)."""
     repeats = 5 if quick else 21
     for label, make in capture_models(quick):
-        model, _, _, _, watcher = trained_watcher(make, quick)
+        model, optimizer, inputs, targets, watcher = trained_watcher(make, quick)
         params = params_of(model)
-        group = watcher._groups[0]
-        times = interleaved({
-            "floor": read_floor(params),
-            "snapshot": watcher.snapshot,
-            "groups": lambda: group.capture(with_grads=True),
-        }, repeats=repeats if label != "ViT-B/16" else max(5, repeats // 3))
+        repeat = repeats if label != "ViT-B/16" else max(5, repeats // 3)
         numel = sum(p.numel() for p in params)
         case = f"{label} ({numel / 1e6:.2f} M params, {len(params)} tensors)"
-        table.add("capture", f"{case} snapshot()", ms(times["snapshot"]), f"floor {ms(times['floor'])}",
+        grads = [p.grad for p in params]
+        model.zero_grad(set_to_none=True)
+        times = interleaved({"floor": read_floor(params), "snapshot": watcher.snapshot}, repeats=repeat)
+        table.add("capture", f"{case} weights snapshot()", ms(times["snapshot"]), f"floor {ms(times['floor'])}",
                   times["snapshot"] / times["floor"], "<= 5x" if label == "ResNet-18" else "")
-        table.add("capture", f"{label} summaries+pictures only (no history)", ms(times["groups"]),
-                  f"floor {ms(times['floor'])}", times["groups"] / times["floor"])
+        for param, grad in zip(params, grads):
+            param.grad = grad
+        times = interleaved({"floor": read_floor(params + grads), "snapshot": watcher.snapshot}, repeats=repeat)
+        table.add("capture", f"{label} weights+grads snapshot()", ms(times["snapshot"]),
+                  f"floor {ms(times['floor'])}", times["snapshot"] / times["floor"])
         watcher.close()
-        del model, watcher, group
+        del model, watcher, grads, params
         gc.collect()
 
 
@@ -236,7 +250,7 @@ def bench_loggers(table: Table, quick: bool) -> None:
         return torch.stack([torch.histc(t.detach(), BINS) for t in tensors]).cpu()
 
     def numpy_histogram() -> object:
-        return [np.histogram(t.detach().numpy(), BINS) for t in tensors]
+        return [np.histogram(t.detach().cpu().numpy(), BINS) for t in tensors]
 
     cases: dict[str, Callable[[], object]] = {"floor": floor, "snapshot": watcher.snapshot,
                                               "histc": histc, "np.histogram": numpy_histogram}
@@ -368,9 +382,11 @@ def bench_training(table: Table, quick: bool) -> None:
     for label, make in models:
         torch.manual_seed(0)
         model, inputs, targets = make(quick)
+        model, inputs, targets = model.to(DEVICE), inputs.to(DEVICE), targets.to(DEVICE)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
         for _ in range(3):
             train_step(model, optimizer, inputs, targets)
+        synchronize()
         started = time.perf_counter()
         for _ in range(3):
             train_step(model, optimizer, inputs, targets)
@@ -385,9 +401,11 @@ def bench_training(table: Table, quick: bool) -> None:
                     watcher.dashboard  # built and listening: it redraws on each capture
                 for _ in range(warmup):  # lets every="auto" settle to its pace
                     train_step(model, optimizer, inputs, targets)
+                synchronize()
                 started = time.perf_counter()
                 for _ in range(steps):
                     train_step(model, optimizer, inputs, targets)
+                synchronize()
                 return (time.perf_counter() - started) / steps
             finally:
                 if watcher is not None:
@@ -584,8 +602,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch intra-op threads (default 1: on a shared 2-core machine a second "
                              "thread waits on a busy core, which turns noise into 10x outliers; "
                              "both sides of every ratio run with the same setting)")
+    parser.add_argument("--device", default="cpu",
+                        help="device of the models in the capture, loggers and training sections (e.g. cuda)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    global DEVICE
+    DEVICE = torch.device(args.device)
     warnings.filterwarnings("ignore")
     logging.getLogger("nbweights").setLevel(logging.ERROR)
     table = Table()

@@ -117,16 +117,22 @@ class SummaryPlan:
         self.lengths = lengths.to(device)
         # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
         self._segment_sums = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
+        #: Tensors larger than the sample get their own exact reductions; the sample of the
+        #: others is the whole tensor, so theirs come from reductions over the sample, batched.
+        self.large = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is not None or n == 0]
+        self.large_index = torch.tensor(self.large, dtype=torch.long, device=device)
 
-    def per_row_sums(self, values: torch.Tensor) -> torch.Tensor:
-        """Sum of ``values`` (one per sample element) over each tensor's run of the sample."""
+    def per_row(self, values: torch.Tensor, how: str = "sum") -> torch.Tensor:
+        """``how`` ("sum", "min" or "max") of ``values`` over each tensor's run of the sample."""
         if self._segment_sums:
-            try:  # sums contiguous runs: about half the time of index_add_ on CPU
-                return torch.segment_reduce(values, "sum", lengths=self.lengths)
+            try:  # reduces contiguous runs: about half the time of index_add_ on CPU
+                return torch.segment_reduce(values, how, lengths=self.lengths)
             except (RuntimeError, NotImplementedError):
-                self._segment_sums = False  # not on this device: index_add_ from now on
-        return torch.zeros(len(self.numels), dtype=values.dtype, device=values.device
-                           ).index_add_(0, self.rows, values)
+                self._segment_sums = False  # not on this device: scatter from now on
+        out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
+        if how == "sum":
+            return out.index_add_(0, self.rows, values)
+        return out.scatter_reduce_(0, self.rows, values, "amin" if how == "min" else "amax", include_self=False)
 
 
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -168,12 +174,18 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     Nothing here synchronises with the host; rows with NaN/Inf are repaired by :func:`finish`.
     """
     count = len(tensors)
-    reductions = [_reductions(t.detach().reshape(-1)) for t in tensors]
-    low, high, total, total_sq = (torch.stack(column).float() for column in zip(*reductions))
+    sample = take_sample(plan, tensors)
+    per_row = plan.per_row
+    # Exact moments of the tensors the sample holds whole (NaN/Inf propagate: finish() sees them).
+    low, high = per_row(sample, "min"), per_row(sample, "max")
+    total, total_sq = per_row(sample), per_row(sample * sample)
+    if plan.large:
+        reductions = [_reductions(tensors[i].detach().reshape(-1)) for i in plan.large]
+        for whole, column in zip((low, high, total, total_sq), zip(*reductions)):
+            whole.index_copy_(0, plan.large_index, torch.stack(column).float())
     ranges = torch.maximum(previous_ranges, _quantized_range(torch.maximum(low.abs(), high.abs())))
     ranges = torch.where(torch.isfinite(ranges), ranges, previous_ranges)
 
-    sample = take_sample(plan, tensors)
     finite = torch.isfinite(sample)
     row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[plan.rows]
     bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
@@ -184,7 +196,6 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     counts = torch.zeros(count * bins + 1, device=sample.device).scatter_add_(0, flat_bin, torch.ones_like(sample))
     counts = counts[: count * bins].view(count, bins)
 
-    per_row = plan.per_row_sums
     clean = torch.where(finite, sample, torch.zeros_like(sample))
     sampled = per_row(finite.float())
     zeros = per_row((sample == 0).float())
