@@ -80,7 +80,7 @@ class Table:
             target: str = "") -> None:
         row = Row(section, case, measured, baseline, ratio, target)
         self.rows.append(row)
-        print(f"  {section}: {case}: {measured} vs {baseline} = {ratio:.3f}x", flush=True)
+        print(f"  {section}: {case}: {measured} vs {baseline} = {ratio:.3g}x", flush=True)
 
     def skip(self, section: str, case: str, reason: str) -> None:
         self.notes.append(f"skip     {section:<9} {case}: {reason}")
@@ -92,7 +92,7 @@ class Table:
 
     def render(self) -> str:
         head = ("section", "case", "nbweights", "baseline", "ratio", "target", "met")
-        cells = [head] + [(r.section, r.case, r.measured, r.baseline, f"{r.ratio:.3f}x", r.target, r.met)
+        cells = [head] + [(r.section, r.case, r.measured, r.baseline, f"{r.ratio:.3g}x", r.target, r.met)
                           for r in self.rows]
         widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(cell, widths)).rstrip() for cell in cells]

@@ -8,6 +8,7 @@ Watcher runs the same in a script, a notebook or under torchrun.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from contextlib import nullcontext
 from typing import Any, Callable
@@ -76,6 +77,9 @@ class Watcher:
         self._failed_listeners: set[int] = set()
         self._dashboard = None
         self._forwards = 0
+        #: Held while the history is written; readers on other threads (the dashboard's redraw
+        #: thread) hold it to read a history that no record is changing under them.
+        self.lock = threading.RLock()
 
         named = select_parameters(model, params)
         self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
@@ -143,7 +147,8 @@ class Watcher:
         # automatic pacing keeps everything nbweights does within its budget.
         started = self.pacer.start()
         try:
-            self._record(step)
+            with self.lock:
+                self._record(step)
             self._notify(step)
         finally:
             self.pacer.done(step, started)
@@ -230,7 +235,8 @@ class Watcher:
         Without an optimizer, that is the step of the iteration whose forward ran last.
         """
         step = self._forwards if self._optimizer is None and self._forwards else self.step
-        self.history.log(step, **metrics)
+        with self.lock:
+            self.history.log(step, **metrics)
         self._notify(step)
 
     def snapshot(self) -> None:

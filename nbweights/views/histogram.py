@@ -1,4 +1,9 @@
-"""Histogram of a parameter (or its gradient) at the current step, the first step drawn behind."""
+"""Histogram of a parameter (or its gradient) at the current step, the first step drawn behind.
+
+Drawn as filled step lines (x: the bin edges) rather than bqplot Bars: Bars in a figure that is
+laid out while hidden (a Stack page not shown, a view showing its message) get a negative band
+width, which Chromium logs as "<rect> attribute width: A negative value".
+"""
 from __future__ import annotations
 
 import bqplot
@@ -19,14 +24,16 @@ class HistogramView(View):
 
     def __init__(self, name: str, options: ViewOptions, of: str = "weight"):
         self.name, self.of = name, of
-        what = "gradient" if of == "grad" else "value"
+        what = {"grad": "gradient", "activation": "output"}.get(of, "value")
         self.x_scale = bqplot.LinearScale()
         self.linear_scale, self.log_scale = bqplot.LinearScale(min=0), bqplot.LogScale(min=LOG_FLOOR)
         scales = {"x": self.x_scale, "y": self.linear_scale}
-        self.first = bqplot.Bars(scales=scales, colors=[GREY], opacities=[0.45], padding=0.05, stroke=None)
-        self.current = bqplot.Bars(scales=scales, colors=[ORANGE if of == "grad" else BLUE],
-                                   opacities=[0.8], padding=0.05)
-        title = f"{name} ({'gradient' if of == 'grad' else 'values'})"
+        self.first = bqplot.Lines(scales=scales, colors=[GREY], fill="bottom", fill_colors=[GREY],
+                                  fill_opacities=[0.35], stroke_width=0.5, interpolation="step-after")
+        colour = ORANGE if of == "grad" else BLUE
+        self.current = bqplot.Lines(scales=scales, colors=[colour], fill="bottom", fill_colors=[colour],
+                                    fill_opacities=[0.6], stroke_width=1, interpolation="step-after")
+        title = f"{name} ({ {'grad': 'gradient', 'activation': 'outputs'}.get(of, 'values') })"
         self.figure = figure([self.first, self.current], self.x_scale, self.linear_scale, title,
                              f"{what} (grey: first step)", "count of elements", "nbw-histogram-figure")
         self.log_toggle = widgets.Checkbox(value=False, description="log count", indent=False,
@@ -44,27 +51,27 @@ class HistogramView(View):
         with self.figure.hold_sync():
             for bars in (self.first, self.current):
                 bars.scales = {"x": self.x_scale, "y": y_scale}
-                bars.base = LOG_FLOOR if change["new"] else 0.0
             self.figure.axes[1].scale = y_scale
         self._edges = {"first": None, "current": None}
         self.redraw()
 
-    def _set_bars(self, bars: bqplot.Bars, which: str, edges: np.ndarray, counts: np.ndarray) -> int:
+    def _set_bars(self, bars: bqplot.Lines, which: str, edges: np.ndarray, counts: np.ndarray) -> int:
+        """Step line over the bin edges: y[i] is bin i's count (the last repeated to close it)."""
         heights = np.maximum(counts, LOG_FLOOR) if self.log_toggle.value else counts
-        centres = None if self._edges[which] is not None and np.array_equal(self._edges[which], edges) \
-            else float32((edges[:-1] + edges[1:]) / 2)
+        heights = float32(np.append(heights, heights[-1:]))
+        x = None if self._edges[which] is not None and np.array_equal(self._edges[which], edges) else float32(edges)
         with bars.hold_sync():
-            if centres is not None:
-                bars.x = centres
+            if x is not None:
+                bars.x = x
                 self._edges[which] = edges
-            bars.y = float32(heights)
-        return array_bytes(heights) + (0 if centres is None else centres.nbytes)
+            bars.y = heights
+        return array_bytes(heights) + (0 if x is None else x.nbytes)
 
     def draw(self, history, step: int | None) -> int:
         steps = history.steps(self.name, of=self.of)
         if len(steps) == 0 or (step is not None and step < steps[0]):
-            return self.say("no gradient recorded yet: it comes with the first optimizer step"
-                            if self.of == "grad" else "nothing recorded yet")
+            return self.say(f"no {'gradient' if self.of == 'grad' else 'output'} recorded yet: it comes with the "
+                            "first optimizer step" if self.of in ("grad", "activation") else "nothing recorded yet")
         sent = self.say(None)
         if self._edges["first"] is None:
             sent += self._set_bars(self.first, "first", *history.histogram(self.name, int(steps[0]), of=self.of))

@@ -1,0 +1,203 @@
+"""Issue #8's views in the dashboard: gradient and activation histograms, feature maps, health,
+and the redraw design (selection heard mid-run, redraw thread)."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import nbweights as nbw
+from nbweights.dashboard import ACTIVATION_PREFIX, Dashboard
+from nbweights.redrawer import RedrawThread
+from nbweights.views.activations import ActivationFractionsView, FeatureMapsView
+from nbweights.views.health import HealthView
+from nbweights.views.histogram import HistogramView
+
+
+def sgd_steps(model, optimizer, steps, inputs):
+    for _ in range(steps):
+        optimizer.zero_grad()
+        model(inputs).square().mean().backward()
+        optimizer.step()
+
+
+def test_gradient_histogram_counts_match_the_recorded_gradient():
+    model = nn.Linear(4, 2, bias=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    sgd_steps(model, optimizer, 2, torch.randn(8, 4))
+    dashboard._after_cell()
+    view = dashboard.panel("weight").curves[1]
+    assert isinstance(view, HistogramView) and view.of == "grad"
+    edges, counts = watcher.history.histogram("weight", of="grad")
+    assert np.asarray(view.current.y)[:-1].tolist() == pytest.approx(counts.tolist())
+    assert np.asarray(view.current.x) == pytest.approx(edges)  # a step line over the bin edges
+    assert np.asarray(view.current.y)[:-1].sum() == pytest.approx(8)
+
+
+@pytest.fixture
+def cnn_watched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 6 * 6, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    watcher = nbw.watch(model, optimizer, every=1, activations=True)
+    watcher.probe(torch.randn(1, 1, 6, 6))
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    sgd_steps(model, optimizer, 3, torch.randn(4, 1, 6, 6))
+    dashboard._after_cell()
+    return model, optimizer, watcher, dashboard
+
+
+def test_activation_entries_follow_the_parameters_in_the_dropdown(cnn_watched):
+    _, _, watcher, dashboard = cnn_watched
+    modules = watcher.history.names_of("activation")
+    assert modules == ["0", "1", "3"]
+    assert list(dashboard.dropdown.options) == watcher.history.names + [ACTIVATION_PREFIX + m for m in modules]
+    assert len(dashboard.stack.children) == len(dashboard.dropdown.options)
+
+
+def test_activation_panel_histogram_follows_the_recorded_counts(cnn_watched):
+    _, _, watcher, dashboard = cnn_watched
+    dashboard.select("1")  # the ReLU's outputs
+    assert dashboard.dropdown.value == "activation: 1" and dashboard.selected == dashboard.dropdown.index
+    panel = dashboard.panel("activation: 1")
+    histogram, distribution, fractions = panel.curves
+    assert histogram.of == "activation" and "nbw-histogram" in histogram.widget._dom_classes
+    _, counts = watcher.history.histogram("1", of="activation")
+    assert np.asarray(histogram.current.y)[:-1] == pytest.approx(counts)
+    assert np.asarray(histogram.current.y)[:-1].sum() == pytest.approx(4 * 3 * 6 * 6, rel=0.02)
+    assert np.asarray(distribution.bands.y).shape == (7, 3)  # steps 1..3 (outputs come with steps)
+    assert isinstance(fractions, ActivationFractionsView)
+    dead = watcher.history.stats("1", of="activation")["dead_fraction"]
+    assert np.asarray(fractions.lines.y)[0] == pytest.approx(dead.astype(np.float32))
+    assert np.asarray(fractions.lines.x).tolist() == [1, 2, 3]
+
+
+def test_feature_map_mosaic_has_one_tile_per_channel(cnn_watched):
+    from tests.test_views import decode_png
+    _, _, watcher, dashboard = cnn_watched
+    panel = dashboard.panel("activation: 0")  # the conv layer, probed by default
+    view = next(v for v in panel.pictures if isinstance(v, FeatureMapsView))
+    dashboard.select("0")
+    dashboard.redraw(settle=True)
+    assert view.tiles == 3
+    pixels = decode_png(view.image.value)
+    assert pixels.shape[:2] == (2 * (6 + 1) + 1, 2 * (6 + 1) + 1)  # 3 tiles on a 2x2 grid, 1 px gaps
+    maps = watcher.history.feature_maps("0").array
+    assert "nbw-feature-maps-image" in view.image._dom_classes
+    positive = np.unravel_index(np.argmax(maps[1]), maps[1].shape)
+    red = pixels[1 + positive[0], 1 + 7 + positive[1]].astype(int)  # tile 1: top row, second column
+    assert red[0] > 90 and red[0] > red[2] + 40
+
+
+def test_health_panel_lists_nan_and_its_button_selects_the_parameter():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e12)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    inputs = torch.randn(16, 4) * 100
+    for _ in range(6):
+        optimizer.zero_grad()
+        model(inputs).pow(4).mean().backward()
+        optimizer.step()
+    dashboard.redraw(full=True)
+    health = dashboard.health
+    assert isinstance(health, HealthView) and "nbw-health" in health.widget._dom_classes
+    kinds = [s.kind for s in health.signals]
+    assert "nonfinite" in kinds
+    nan = next(s for s in health.signals if s.kind == "nonfinite")
+    rows = [cells.value for _, cells, _ in health._row_widgets[:len(health.signals)]]
+    assert any('class="nbw-signal nbw-signal-nonfinite"' in r and nan.name in r for r in rows)
+    row = next(i for i, s in enumerate(health.signals) if s is nan)
+    box, _, button = health._row_widgets[row]
+    assert "nbw-signal-row" in box._dom_classes and "nbw-signal-select" in button._dom_classes
+    dashboard.dropdown.index = len(dashboard.dropdown.options) - 1 if nan.name != watcher.history.names[-1] else 0
+    button.click()
+    assert dashboard.dropdown.value == nan.name and dashboard.selected == watcher.history.names.index(nan.name)
+
+
+def test_health_signals_are_searched_at_most_once_a_period(monkeypatch):
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    calls = []
+    import nbweights.views.health as health_module
+    original = health_module.find_signals
+    monkeypatch.setattr(health_module, "find_signals", lambda *a: calls.append(1) or original(*a))
+    dashboard.health.period = 60.0  # a slow machine must not make the loop outlast the period
+    dashboard.health._next_search = float("-inf")
+    for _ in range(20):
+        sgd_steps(model, optimizer, 1, torch.randn(4, 3))
+        dashboard.redraw(settle=True)
+    assert len(calls) == 1  # 20 redraws within the period: one search
+    dashboard.health._next_search = float("-inf")
+    dashboard.redraw(settle=True)
+    assert len(calls) == 2
+
+
+def test_selection_heard_mid_run_draws_that_panel_fully_at_the_next_redraw():
+    model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    dashboard.selection_known = True  # as with the kernel subshell: other panels are not drawn
+    sgd_steps(model, optimizer, 2, torch.randn(3, 6))
+    other = dashboard.panel("1.weight")
+    version = watcher.history.version
+    assert other.curves[0]._drawn != (version, None)  # not selected: left alone
+    # The handler on the subshell thread while training runs: only sets the selection.
+    dashboard._last_record = time.perf_counter()
+    worker = threading.Thread(target=lambda: setattr(dashboard.dropdown, "index", 2))
+    worker.start()
+    worker.join()
+    assert dashboard.selected == 2 and dashboard._pending
+    assert other.curves[0]._drawn != (version, None)
+    sgd_steps(model, optimizer, 1, torch.randn(3, 6))  # the next capture's redraw
+    version = watcher.history.version
+    assert all(v._drawn == (version, None) for v in other.curves + other.pictures)
+
+
+def test_redraw_thread_draws_off_the_training_thread_and_stops():
+    model = nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=50, threaded=True)
+    drawn_on = []
+    original = dashboard._redraw
+    dashboard._redraw = lambda *a: drawn_on.append(threading.current_thread().name) or original(*a)
+    sgd_steps(model, optimizer, 5, torch.randn(2, 4))
+    deadline = time.time() + 5
+    while time.time() < deadline and (not drawn_on or dashboard._pending):
+        time.sleep(0.02)
+    assert drawn_on and set(drawn_on) == {"nbweights-redraw"}
+    view = dashboard.panel("weight").curves[0]
+    assert view._drawn == (watcher.history.version, None)
+    thread = dashboard._thread.thread
+    dashboard.close()
+    thread.join(2)
+    assert not thread.is_alive()
+
+
+def test_redraw_thread_survives_a_failing_redraw(caplog):
+    calls = []
+
+    def draw():
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    thread = RedrawThread(draw, max_fps=1000)
+    for _ in range(3):
+        thread.request()
+        time.sleep(0.05)
+    assert len(calls) == 3 and thread.alive
+    assert sum("redraw failed" in r.getMessage() for r in caplog.records) == 1
+    thread.stop()
+    thread.thread.join(2)
+    assert not thread.alive
