@@ -18,9 +18,10 @@ KINDS = ("nonfinite", "dead", "vanishing", "exploding", "saturated", "sparse", "
 @dataclass(frozen=True)
 class Thresholds:
     """When a signal fires. A condition must hold for ``patience`` consecutive captures
-    (non-finite values and exploding updates fire at once).
+    (non-finite values fire at once).
 
-    - exploding: update ratio ‖Δw‖/‖w‖ above ``exploding_update`` (healthy is near 1e-3);
+    - exploding: update ratio ‖Δw‖/‖w‖ above ``exploding_update`` (healthy is near 1e-3) and not
+      falling (a weight growing from zero starts near 1 and falls as 1/t);
       update-ratio signals look at weights of two or more dimensions only;
     - vanishing: update ratio below ``vanishing_update`` while other layers learn, or gradient
       norm below ``vanishing_gradient`` times the largest gradient norm of that step;
@@ -94,7 +95,10 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
             # The update ratio says something of weight matrices and kernels; a bias or norm
             # scale starts near zero or one, so its ratio says little.
             ratio = stats["update_ratio"] if len(history.shape(name)) >= 2 else np.full(len(steps), np.nan)
-            fire("exploding", name, steps, ratio, ratio > thresholds.exploding_update, 1,
+            # Explosion keeps updates as large as the weights while they grow; a weight growing
+            # from zero (zero initialisation) also starts with ratios near 1, but they fall as 1/t.
+            not_falling = ~(ratio < 0.9 * np.concatenate([[np.nan], ratio[:-1]]))
+            fire("exploding", name, steps, ratio, (ratio > thresholds.exploding_update) & not_falling, p,
                  "{name}: updates of {value:.2g} of the weights' size at step {step} (healthy is ~1e-3); "
                  "lower the learning rate")
             fire("stalled", name, steps, ratio, ratio < thresholds.stalled_update, p,

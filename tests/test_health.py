@@ -71,6 +71,13 @@ def test_deep_sigmoid_stack_vanishes_at_the_first_layers():
     assert first.step == 1 and first.value < 1e-3
 
 
+def test_zero_initialised_weights_growing_fast_are_not_exploding():
+    model = nn.Linear(10, 2)
+    nn.init.zeros_(model.weight)
+    signals = train_watched(model, lr=0.1, steps=20).health()
+    assert "exploding" not in kinds(signals)  # its update ratio starts at 1.0 and falls as 1/t
+
+
 def test_thresholds_are_adjustable():
     model = mlp()
     w = train_watched(model, lr=0.1, steps=5, thresholds=nbw.Thresholds(exploding_update=1e-9))
