@@ -110,35 +110,51 @@ class SummaryPlan:
         self.device = device
         self.indices = [None if idx is None else idx.to(device)
                         for idx in (sample_indices(n, sample_size, seed + i) for i, n in enumerate(self.numels))]
-        lengths = torch.tensor([n if idx is None else len(idx) for n, idx in zip(self.numels, self.indices)],
-                               dtype=torch.long)
-        self.rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths).to(device)
-        #: Sample elements per tensor: the sample is one run per tensor, in order.
-        self.lengths = lengths.to(device)
-        # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
-        self._segment_sums = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
-        #: Tensors larger than the sample get their own exact reductions; the sample of the
-        #: others is the whole tensor, so theirs come from reductions over the sample, batched.
-        self.large = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is not None or n == 0]
+        #: Tensors no larger than the sample are in it whole: their exact moments come from
+        #: batched reductions over the sample. The others get their own exact reductions.
+        self.whole = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is None and n > 0]
+        self.large = [i for i in range(len(self.numels)) if i not in set(self.whole)]
+        #: The sample holds one run per tensor, the whole tensors first.
+        self.order = self.whole + self.large
+        lengths = [self.numels[i] if self.indices[i] is None else len(self.indices[i]) for i in self.order]
+        self.whole_elements = sum(lengths[: len(self.whole)])
+        self.rows = torch.repeat_interleave(torch.tensor(self.order, dtype=torch.long),
+                                            torch.tensor(lengths, dtype=torch.long)).to(device)
+        self._lengths = torch.tensor(lengths, dtype=torch.long, device=device)
+        self._whole_lengths = self._lengths[: len(self.whole)]
+        self.order_index = torch.tensor(self.order, dtype=torch.long, device=device)
+        self.whole_index = torch.tensor(self.whole, dtype=torch.long, device=device)
         self.large_index = torch.tensor(self.large, dtype=torch.long, device=device)
+        # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
+        self._segment = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
 
-    def per_row(self, values: torch.Tensor, how: str = "sum") -> torch.Tensor:
-        """``how`` ("sum", "min" or "max") of ``values`` over each tensor's run of the sample."""
-        if self._segment_sums:
+    def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
+        """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
+        tensor's run, in tensor order. With ``whole_only``, ``values`` covers only the whole
+        tensors' runs and the result holds one value per tensor of :attr:`whole`."""
+        lengths = self._whole_lengths if whole_only else self._lengths
+        if self._segment:
             try:  # reduces contiguous runs: about half the time of index_add_ on CPU
-                return torch.segment_reduce(values, how, lengths=self.lengths)
+                reduced = torch.segment_reduce(values, how, lengths=lengths)
+                if whole_only:
+                    return reduced
+                return torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
             except (RuntimeError, NotImplementedError):
-                self._segment_sums = False  # not on this device: scatter from now on
+                self._segment = False  # not on this device: scatter from now on
+        rows = self.rows[: len(values)]
         out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
         if how == "sum":
-            return out.index_add_(0, self.rows, values)
-        return out.scatter_reduce_(0, self.rows, values, "amin" if how == "min" else "amax", include_self=False)
+            out.index_add_(0, rows, values)
+        else:
+            out.scatter_reduce_(0, rows, values, "amin" if how == "min" else "amax", include_self=False)
+        return out.index_select(0, self.whole_index) if whole_only else out
 
 
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The sampled elements of every tensor, concatenated, as float32 on the tensors' device."""
     parts = []
-    for tensor, idx in zip(tensors, plan.indices):
+    for i in plan.order:
+        tensor, idx = tensors[i], plan.indices[i]
         flat = tensor.detach().reshape(-1)
         # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
         parts.append((flat if idx is None else flat.index_select(0, idx)).float())
@@ -176,13 +192,16 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     count = len(tensors)
     sample = take_sample(plan, tensors)
     per_row = plan.per_row
-    # Exact moments of the tensors the sample holds whole (NaN/Inf propagate: finish() sees them).
-    low, high = per_row(sample, "min"), per_row(sample, "max")
-    total, total_sq = per_row(sample), per_row(sample * sample)
+    low, high, total, total_sq = (torch.zeros(count, device=sample.device) for _ in range(4))
+    if plan.whole:  # exact moments of the tensors held whole (NaN/Inf propagate: finish() sees them)
+        prefix = sample[: plan.whole_elements]
+        for moment, value in ((low, per_row(prefix, "min", True)), (high, per_row(prefix, "max", True)),
+                              (total, per_row(prefix, "sum", True)), (total_sq, per_row(prefix * prefix, "sum", True))):
+            moment.index_copy_(0, plan.whole_index, value)
     if plan.large:
         reductions = [_reductions(tensors[i].detach().reshape(-1)) for i in plan.large]
-        for whole, column in zip((low, high, total, total_sq), zip(*reductions)):
-            whole.index_copy_(0, plan.large_index, torch.stack(column).float())
+        for moment, column in zip((low, high, total, total_sq), zip(*reductions)):
+            moment.index_copy_(0, plan.large_index, torch.stack(column).float())
     ranges = torch.maximum(previous_ranges, _quantized_range(torch.maximum(low.abs(), high.abs())))
     ranges = torch.where(torch.isfinite(ranges), ranges, previous_ranges)
 
