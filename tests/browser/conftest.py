@@ -3,16 +3,20 @@
 Fixtures
 --------
 jupyter_server   (session)  JupyterServer: .url .token .root_dir, .write_notebook(name, cells),
-                            .copy_notebook(src, name=None), .lab_url(name), .notebook_url(name), .api(path)
+                            .copy_notebook(src, name=None), .lab_url(name), .notebook_url(name), .api(path),
+                            .interrupt_kernel(name); its kernels get KERNEL_ENV (quick notebooks)
 browser          (session)  Playwright Chromium Browser (system chromium, no sandbox/GPU)
 console          (function) ConsoleLog: .errors (console.error + page errors), .messages,
                             .unexpected() (minus known front-end noise), .widget_errors()
 page             (function) fresh Playwright Page (1400x1000) whose console goes to ``console``
 screenshot_dir   (session)  Path ($NBWEIGHTS_SCREENSHOTS or tests/browser/screenshots)
+module_page      (module)   (page, console) shared by the tests of one module (one notebook, one kernel)
 open_notebook    (function) open_notebook(name, ui="lab"|"notebook", timeout=90) -> NotebookUI
                             NotebookUI: run_cell(i), wait_cell_finished(i, timeout), run_cell_and_wait(i),
                             is_cell_running(i), cell(i), output(i), prompt_text(i), execution_count(i),
                             wait_kernel_ready(), screenshot(name, locator_or_box=None)
+DashboardUI (jupyter_harness): the nbweights dashboard in a cell's output: frame(), sample(), select(),
+                            wait_title(), image_pixels(img)
 
 Missing Chromium / Jupyter: the tests fail (pytest.fail) when $CI is set, are skipped otherwise.
 """
@@ -30,12 +34,25 @@ from jupyter_harness import (  # noqa: E402
 )
 
 HERE = Path(__file__).parent
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def kernel_env() -> dict:
+    """Environment of every kernel: the notebooks' quick mode (as in CI), one math thread (the
+    browser needs the other cores), Fashion-MNIST from the Debian package when it is there;
+    NBWEIGHTS_DATA (the data cache) is inherited from this process."""
+    env = {"NBWEIGHTS_QUICK": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if DEBIAN_FASHION_MNIST.is_dir() and "NBWEIGHTS_DATASET" not in os.environ:
+        env["NBWEIGHTS_DATASET"] = "fashion-mnist"
+    return env
 SCREENSHOT_DIR = Path(os.environ.get("NBWEIGHTS_SCREENSHOTS") or HERE / "screenshots").resolve()
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "browser: real-browser test (JupyterLab/Notebook 7 in Chromium via Playwright)")
+    config.addinivalue_line(
+        "markers", "slow: takes tens of seconds (runs in CI all the same; deselect with -m 'not slow')")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -73,7 +90,7 @@ def jupyter_server():
     missing = missing_requirements()
     if missing:
         _unavailable("missing " + "; ".join(missing))
-    server = JupyterServer()
+    server = JupyterServer(env=kernel_env())
     try:
         server.start()
     except Exception as exc:
@@ -124,6 +141,20 @@ def page(browser, console):
     console.attach(pg)
     try:
         yield pg
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def module_page(browser):
+    """(page, console) for all the tests of a module: one notebook opened once, one kernel."""
+    log = ConsoleLog()
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    log.attach(pg)
+    try:
+        yield pg, log
     finally:
         context.close()
 

@@ -73,7 +73,10 @@ class JupyterServer:
     config/data/settings/workspace dirs and a `python3` kernelspec that points
     at ``sys.executable``."""
 
-    def __init__(self, root_dir: Path | None = None, startup_timeout: float = 60):
+    def __init__(self, root_dir: Path | None = None, startup_timeout: float = 60,
+                 env: dict | None = None):
+        #: Extra environment for the server and so for every kernel it starts.
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.token = secrets.token_hex(16)
         self.base = Path(tempfile.mkdtemp(prefix="nbweights-jupyter-"))
@@ -117,6 +120,7 @@ class JupyterServer:
             "PYTHONUNBUFFERED": "1",
             "MPLBACKEND": "Agg",
         })
+        env.update(self.extra_env)
         return env
 
     def start(self) -> "JupyterServer":
@@ -235,6 +239,20 @@ class JupyterServer:
     def notebook_url(self, name: str) -> str:
         return f"{self.url}/notebooks/{name}?token={self.token}"
 
+    def kernel_id(self, name: str) -> str | None:
+        """Id of the kernel of the session whose path ends with ``name``."""
+        for s in self.api("/api/sessions") or []:
+            if s.get("path", "").endswith(name) and s.get("kernel"):
+                return s["kernel"]["id"]
+        return None
+
+    def interrupt_kernel(self, name: str) -> None:
+        """Interrupt the running cell of notebook ``name`` (KeyboardInterrupt in the kernel)."""
+        kernel = self.kernel_id(name)
+        if kernel is None:
+            raise RuntimeError(f"no kernel for {name}")
+        self.api(f"/api/kernels/{kernel}/interrupt", method="POST")
+
     def shutdown_kernels(self) -> None:
         for s in self.api("/api/sessions") or []:
             try:
@@ -274,10 +292,14 @@ class ConsoleLog:
         """All errors except the known front-end noise in KNOWN_BENIGN."""
         return [e for e in self.errors if not any(p.search(e) for p in self.KNOWN_BENIGN)]
 
+    # Errors of widget code that do not name it: d3 (bqplot) setting an invalid SVG attribute
+    # logs only 'Error: <rect> attribute width: A negative value is not valid. ("-68")'.
+    WIDGET_ERROR = re.compile(r"widget|bqplot|bqscales|\bcomms?\b|jupyter-widgets|ipywidgets"
+                              r"|<\w+> attribute [\w-]+:", re.I)
+
     def widget_errors(self) -> list[str]:
-        """Unexpected errors that mention widgets / bqplot / comms."""
-        pat = re.compile(r"widget|bqplot|bqscales|comm|jupyter-widgets|ipywidgets", re.I)
-        return [e for e in self.unexpected() if pat.search(e)]
+        """Unexpected errors that mention widgets / bqplot / comms, or come from SVG plots."""
+        return [e for e in self.unexpected() if self.WIDGET_ERROR.search(e)]
 
 
 class NotebookUI:
@@ -392,33 +414,231 @@ class NotebookUI:
         for i in range(n):
             self.run_cell_and_wait(i, timeout_per_cell)
 
+    def code_cells(self) -> list[int]:
+        """Indices (as for ``cell(i)``) of the code cells."""
+        return self.page.evaluate(
+            """(sel) => [...document.querySelectorAll(sel)].map((c, i) => [c, i])
+                   .filter(([c]) => c.classList.contains('jp-CodeCell')).map(([, i]) => i)""",
+            f"{PANEL} .jp-Notebook .jp-Notebook-cell")
+
+    def run_code_cells(self, timeout_per_cell: float = 120) -> None:
+        """Run every code cell in order, each to its end (markdown cells have no prompt to wait on)."""
+        for i in self.code_cells():
+            self.run_cell_and_wait(i, timeout_per_cell)
+
+    def error_outputs(self) -> list[str]:
+        """Texts of the tracebacks shown in the notebook."""
+        return self.panel.locator(
+            '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.error"]').all_inner_texts()
+
     # -- screenshots ---------------------------------------------------
     def screenshot(self, name: str, target=None) -> Path:
         """Screenshot of a live region without waiting for it to be stable
         (``locator.screenshot`` waits for animations and times out on plots
-        that keep changing). ``target``: a locator, a bounding box dict, or
-        None for the whole page."""
+        that keep changing). ``target``: a locator (the whole element, the
+        viewport made taller if needed), a bounding box dict, or None for the
+        whole page."""
         if self.screenshot_dir is None:
             raise RuntimeError("no screenshot_dir configured")
         self.screenshot_dir.mkdir(parents=True, exist_ok=True)
         path = self.screenshot_dir / (name if name.endswith(".png") else name + ".png")
         if target is None:
             self.page.screenshot(path=str(path), animations="allow")
-            return path
-        if isinstance(target, dict):
-            box = target
+        elif isinstance(target, dict):
+            if target["width"] < 1 or target["height"] < 1:
+                raise RuntimeError(f"nothing visible to screenshot for {name}: {target}")
+            self.page.screenshot(path=str(path), clip=target, animations="allow")
         else:
-            # scrollIntoView without Playwright's stability wait, then clip to
-            # the part of the element inside the viewport.
-            target.evaluate("e => e.scrollIntoView({block: 'nearest', inline: 'nearest'})")
-            box = target.bounding_box(timeout=5000)
-            vp = self.page.viewport_size
-            if box and vp:
-                x0, y0 = max(box["x"], 0), max(box["y"], 0)
-                x1 = min(box["x"] + box["width"], vp["width"])
-                y1 = min(box["y"] + box["height"], vp["height"])
-                box = {"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0}
-        if not box or box["width"] < 1 or box["height"] < 1:
-            raise RuntimeError(f"nothing visible to screenshot for {name}: {box}")
-        self.page.screenshot(path=str(path), clip=box, animations="allow")
+            self._screenshot_whole(path, target)
         return path
+
+    def _screenshot_whole(self, path: Path, target, most_height: int = 4000) -> Path:
+        """Screenshot of a whole element: the notebook scrolls inside a <div>, not the page, so
+        the viewport is made tall enough for the element (up to ``most_height``), then restored."""
+        viewport = self.page.viewport_size
+        height = (target.bounding_box(timeout=5000) or {}).get("height", 0)
+        needed = min(int(height) + 240, most_height)  # room for the menu bar and toolbar
+        if viewport and needed > viewport["height"]:
+            self.page.set_viewport_size({"width": viewport["width"], "height": needed})
+            self.page.wait_for_timeout(300)  # let JupyterLab lay out again
+        try:
+            target.evaluate("e => e.scrollIntoView({block: 'start', inline: 'nearest'})")
+            box = target.bounding_box(timeout=5000)
+            size = self.page.viewport_size
+            x0, y0 = max(box["x"], 0), max(box["y"], 0)
+            box = {"x": x0, "y": y0, "width": min(box["x"] + box["width"], size["width"]) - x0,
+                   "height": min(box["y"] + box["height"], size["height"]) - y0}
+            if box["width"] < 1 or box["height"] < 1:
+                raise RuntimeError(f"nothing visible to screenshot for {path.name}: {box}")
+            self.page.screenshot(path=str(path), clip=box, animations="allow")
+        finally:
+            if viewport and self.page.viewport_size != viewport:
+                self.page.set_viewport_size(viewport)
+        return path
+
+
+# -- the nbweights dashboard as drawn in the page ----------------------------
+# Shared by the tests and benchmarks/browser_fps.py. Selectors rely on the dashboard's CSS
+# classes (nbw-*), on bqplot's SVG (``text.mainheading`` title, one ``g[clip-path]`` per mark,
+# ``rect.bar`` per bar of Bars, ``path.line``/``path.area`` of Lines) and on ipywidgets' DOM (Stack renders only
+# its selected child; IntSlider: noUiSlider handle + ``.widget-readout``).
+
+_DASHBOARD_JS_LIB = r"""
+const text = (el) => el ? el.textContent.replace(/\s+/g, ' ').trim() : null;
+const marksOf = (fig) => fig ? [...fig.querySelectorAll('svg.svg-figure g[clip-path]')] : [];
+const visible = (el) => !!el && el.getClientRects().length > 0;
+// Bin heights (px) of a histogram mark: bqplot Bars (one rect.bar per bin) or a step line
+// (interpolation "step-after": one horizontal segment per bin in the path.line's d).
+function heights(mark, plotHeight) {
+  if (!mark) return [];
+  const rects = [...mark.querySelectorAll('rect.bar')];
+  if (rects.length) return rects.map(r => +r.getAttribute('height'));
+  const line = mark.querySelector('path.line');
+  const numbers = ((line && line.getAttribute('d')) || '').match(/-?[\d.]+(?:e-?\d+)?/g) || [];
+  const points = [];
+  for (let i = 0; i + 1 < numbers.length; i += 2) points.push([+numbers[i], +numbers[i + 1]]);
+  const bins = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    const [x0, y0] = points[i], [x1, y1] = points[i + 1];
+    if (x1 > x0 && Math.abs(y1 - y0) < 1e-6) bins.push(+(plotHeight - y0).toFixed(3));
+  }
+  return bins;
+}
+function histogram(fig) {
+  const marks = marksOf(fig);
+  const area = fig && fig.querySelector('rect.plotarea_background');
+  const plotHeight = area ? +area.getAttribute('height') : 0;
+  return {title: fig ? text(fig.querySelector('text.mainheading')) : null,
+          first: heights(marks[0], plotHeight), current: heights(marks[1], plotHeight)};
+}
+function frame(dash) {
+  const panel = dash.querySelector('.nbw-stack .nbw-panel');
+  const figs = panel ? [...panel.querySelectorAll('.nbw-histogram-figure')] : [];
+  const values = histogram(figs[0]), grads = histogram(figs[1]);
+  const select = dash.querySelector('.nbw-parameter select');
+  return {
+    status: text(dash.querySelector('.nbw-status')),
+    parameter: select ? select.value : null,
+    title: values.title, first: values.first, current: values.current,
+    grad_title: grads.title, grad_current: grads.current,
+    slider: text(dash.querySelector('.nbw-step .widget-readout')),
+    follow: !!dash.querySelector('.nbw-follow.mod-active'),
+    errors: [...dash.querySelectorAll('.nbw-error')].filter(visible).map(text),
+  };
+}
+const signature = (f) => f.status + '|' + f.title + '|' + f.current.join(',');
+"""
+
+FRAME_JS = f"(dash) => {{ {_DASHBOARD_JS_LIB}; return frame(dash); }}"
+
+# Samples the dashboard every ``every_ms`` (on animation frames) for at most ``ms``; stops early
+# once the watched cell's prompt has shown '*' and then lost it. Runs wholly in the page, so the
+# sampling rate does not depend on Playwright round trips.
+SAMPLE_JS = f"""async ({{dash, prompt, ms, every_ms, until_idle}}) => {{
+  {_DASHBOARD_JS_LIB};
+  const out = []; const t0 = performance.now(); let last = -1e9, seenRunning = false;
+  while (performance.now() - t0 < ms) {{
+    await new Promise(r => {{ requestAnimationFrame(r); setTimeout(r, every_ms); }});
+    const now = performance.now();
+    if (now - last < every_ms) continue;
+    last = now;
+    const f = frame(dash);
+    const running = prompt ? prompt.textContent.includes('*') : null;
+    out.push({{t: (now - t0) / 1000, running, sig: signature(f), title: f.title, status: f.status,
+               bars: f.current.length}});
+    if (running) seenRunning = true;
+    if (until_idle && seenRunning && !running) break;
+  }}
+  return out;
+}}"""
+
+# Decodes an <img> (blob: or data: PNG) on a canvas; returns its size and number of colours.
+IMAGE_PIXELS_JS = r"""async (img) => {
+  if (!img.complete || !img.naturalWidth) { try { await img.decode(); } catch (e) {} }
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  if (!canvas.width || !canvas.height) return {width: 0, height: 0, colours: 0, src: img.src.slice(0, 5)};
+  const g = canvas.getContext('2d');
+  g.drawImage(img, 0, 0);
+  const data = g.getImageData(0, 0, canvas.width, canvas.height).data;
+  const colours = new Set();
+  for (let i = 0; i < data.length; i += 4) colours.add((data[i] << 24) | (data[i+1] << 16) | (data[i+2] << 8) | data[i+3]);
+  return {width: canvas.width, height: canvas.height, colours: colours.size,
+          src: img.src.slice(0, 5), shown: [img.clientWidth, img.clientHeight]};
+}"""
+
+
+class DashboardUI:
+    """The ``nth`` nbweights dashboard in the output of cell ``cell`` of a NotebookUI (None: in
+    the whole notebook)."""
+
+    def __init__(self, nb: NotebookUI, cell: int | None = None, nth: int = 0):
+        self.nb, self.page, self.cell = nb, nb.page, cell
+        where = nb.output(cell) if cell is not None else nb.panel
+        self.root = where.locator(".nbw-dashboard").nth(nth)
+
+    @classmethod
+    def all_in(cls, nb: NotebookUI) -> list["DashboardUI"]:
+        """Every dashboard shown in the notebook, top to bottom."""
+        return [cls(nb, None, k) for k in range(nb.panel.locator(".nbw-dashboard").count())]
+
+    def wait_drawn(self, timeout: float = 60) -> "DashboardUI":
+        """Wait until the selected panel's value histogram has bins drawn."""
+        try:
+            self.page.wait_for_function(
+                f"(dash) => {{ {_DASHBOARD_JS_LIB}; return frame(dash).current.length > 0; }}",
+                arg=self.root.element_handle(timeout=timeout * 1000), timeout=timeout * 1000, polling=200)
+        except Exception as exc:
+            try:
+                shown = self.frame()
+            except Exception:
+                shown = "no dashboard"
+            raise AssertionError(f"no histogram drawn after {timeout:.0f} s; the dashboard shows {shown}") from exc
+        return self
+
+    def frame(self) -> dict:
+        """What is drawn now: status, parameter, histogram title and bar heights, slider readout,
+        visible error lines of views."""
+        return self.root.evaluate(FRAME_JS)
+
+    def sample(self, seconds: float, every_ms: float = 30, running_cell: int | None = None,
+               until_idle: bool = True) -> list[dict]:
+        """Samples of the drawn content, taken in the page; each has ``t``, ``running`` (the
+        prompt of ``running_cell`` shows '*'), ``sig`` (status + title + bar heights), ``title``."""
+        prompt = self.nb.prompt(running_cell).element_handle() if running_cell is not None else None
+        return self.page.evaluate(SAMPLE_JS, {
+            "dash": self.root.element_handle(), "prompt": prompt, "ms": seconds * 1000,
+            "every_ms": every_ms, "until_idle": until_idle})
+
+    def select(self, parameter: str) -> None:
+        self.root.locator(".nbw-parameter select").select_option(parameter)
+
+    def wait_title(self, title: str, timeout: float = 10) -> float:
+        """Seconds until the selected panel's value histogram has this title."""
+        started = time.monotonic()
+        self.page.wait_for_function(
+            f"([dash, want]) => {{ {_DASHBOARD_JS_LIB}; return frame(dash).title === want; }}",
+            arg=[self.root.element_handle(), title], timeout=timeout * 1000, polling="raf")
+        return time.monotonic() - started
+
+    def panel(self):
+        return self.root.locator(".nbw-stack .nbw-panel").first
+
+    def image_pixels(self, img_locator) -> dict:
+        return img_locator.evaluate(IMAGE_PIXELS_JS, timeout=5000)
+
+    def path_data(self, selector: str) -> list[str]:
+        """``d`` of the SVG paths matching ``selector`` inside the selected panel and below."""
+        return self.root.evaluate(
+            "(dash, sel) => [...dash.querySelectorAll(sel)].map(p => p.getAttribute('d') || '')", selector)
+
+
+def distinct_frames(samples: list[dict], running_only: bool = True) -> tuple[int, float, float]:
+    """(distinct frames, seconds covered, changes per second) among samples taken while the
+    cell ran; a change is a sample whose signature differs from the previous one."""
+    chosen = [s for s in samples if s["running"] or not running_only]
+    if not chosen:
+        return 0, 0.0, 0.0
+    changes = sum(1 for a, b in zip(chosen, chosen[1:]) if a["sig"] != b["sig"])
+    seconds = chosen[-1]["t"] - chosen[0]["t"]
+    return len({s["sig"] for s in chosen}), seconds, (changes / seconds if seconds > 0 else 0.0)
