@@ -1,23 +1,10 @@
-"""Shared fixtures: small models and a deterministic training loop."""
+"""Shared fixtures: small models (the training loop is in training.py: a conftest module cannot be
+imported by name, as tests/browser has one too)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
-
-
-def train(model: nn.Module, optimizer: torch.optim.Optimizer | None, steps: int, seed: int = 0,
-          inputs: tuple[int, ...] = (8, 4), loss_scale: float = 1.0) -> None:
-    """A plain loop: fixed random batches, mean squared output as loss."""
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        x = torch.randn(*inputs, generator=generator)
-        if optimizer is not None:
-            optimizer.zero_grad()
-        loss = model(x).float().pow(2).mean() * loss_scale
-        loss.backward()
-        if optimizer is not None:
-            optimizer.step()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torchvision
 from torch import nn
 
 import nbweights as nbw
-from conftest import train
+from training import train
 
 
 def sgd(model, lr=0.1):

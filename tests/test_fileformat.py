@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import nbweights as nbw
-from conftest import train
+from training import train
 
 
 @pytest.fixture
