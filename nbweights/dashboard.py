@@ -81,10 +81,17 @@ STYLE = """<style>
   border-bottom: 1px solid var(--jp-border-color2, #ddd); }
 .nbw-table td:first-child, .nbw-table th:first-child { text-align: left; font-family: monospace; }
 .nbw-table tr.nbw-unhealthy td { background: rgba(230, 60, 60, 0.18); }
-.nbw-health-table td, .nbw-health-table th { text-align: left; overflow: hidden; text-overflow: ellipsis;
-  white-space: nowrap; }
+.nbw-table td.nbw-earlier { color: var(--jp-ui-font-color2, #777); }
+.nbw-health-table td, .nbw-health-table th { text-align: left; overflow: hidden; overflow-wrap: anywhere;
+  white-space: normal; vertical-align: middle; }
 .nbw-health-table tr.nbw-signal td { background: rgba(230, 60, 60, 0.10); }
 .nbw-health { max-height: 340px; overflow: auto; }
+.nbw-health .widget-html, .nbw-health .widget-html-content { height: auto; line-height: normal; margin: 0; }
+.nbw-signal-row { align-items: center; margin: 0; }
+.nbw-dashboard .nbw-table, .nbw-dashboard .nbw-title { color: var(--jp-ui-font-color1, #222); }
+.nbw-dashboard .bqplot { --bq-content-font-color: var(--jp-ui-font-color1, #222);
+  --bq-axis-tick-text-fill: var(--jp-ui-font-color1, #222); --bq-axislabel-fill: var(--jp-ui-font-color1, #222);
+  --bq-mainheading-fill: var(--jp-ui-font-color1, #222); }
 </style>"""
 
 
@@ -165,8 +172,10 @@ class Dashboard(widgets.VBox):
         self.slider = widgets.IntSlider(min=0, max=latest, value=latest, description="step",
                                         layout=widgets.Layout(width="420px"))
         self.play = widgets.Play(min=0, max=latest, interval=150, layout=widgets.Layout(width="90px"))
-        self.links += [widgets.jslink((self.play, "value"), (self.slider, "value")),
-                       widgets.jslink((self.play, "max"), (self.slider, "max"))]
+        # Only the value is linked: the kernel sets both maxima. A linked max came back from the
+        # browser late (mid-run, heard on the subshell), shrank the slider's max in the kernel and
+        # clamped its value to an old step, which switched "follow latest" off.
+        self.links += [widgets.jslink((self.play, "value"), (self.slider, "value"))]
         self.follow = widgets.ToggleButton(value=True, description="follow latest", icon="forward",
                                            tooltip="show each new step as it is recorded")
         self.status = widgets.HTML("")
@@ -428,12 +437,15 @@ class Dashboard(widgets.VBox):
         sent = 0
         self._moving_slider = True
         try:
-            if self.slider.max != latest or (self.follow.value and self.slider.value != latest):
-                with self.slider.hold_sync():
-                    if self.slider.max != latest:
-                        self.slider.max = latest
-                    if self.follow.value and self.slider.value != latest:
-                        self.slider.value = latest
+            # The max and the value go in separate messages, the max first. In one message the
+            # browser's slider applies the max first, and its noUiSlider reports its handle, still
+            # at the old step, as a change of value: that old step came back to the kernel, which
+            # took it for a person scrubbing and switched "follow latest" off.
+            if self.slider.max != latest:
+                self.play.max = self.slider.max = latest  # the Play's too: the kernel clamps its value
+                sent += 2 * 450
+            if self.follow.value and self.slider.value != latest:
+                self.slider.value = latest
                 sent += 450
         finally:
             self._moving_slider = False

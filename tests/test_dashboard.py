@@ -63,6 +63,21 @@ def test_scrubbing_the_slider_leaves_follow_mode_and_shows_that_step(trained):
     assert peak(histogram.current) == pytest.approx(latest_centre)
 
 
+def test_the_slider_gets_its_new_max_before_its_new_value(trained):
+    model, optimizer, _, dashboard = trained
+    messages = []
+    dashboard.slider._send = lambda msg, buffers=None: messages.append(msg["state"])
+    step(model, optimizer)
+    # One message {max: 4, value: 4} made the browser's slider report its old value (3) back:
+    # the kernel took it for scrubbing and left follow mode.
+    assert messages == [{"max": 4}, {"value": 4}]
+    assert dashboard.play.max == 4  # the kernel's Play must not clamp the value the browser links to it
+    dashboard.play.value = 4
+    assert dashboard.play.value == 4 and dashboard.follow.value
+    # No browser-side link of the maxima: a stale max sent back mid-run clamped the kernel's slider.
+    assert [(l.source[1], l.target[1]) for l in dashboard.links] == [("index", "selected_index"), ("value", "value")]
+
+
 def test_redraws_are_throttled_and_the_last_state_drawn_after_the_cell(trained):
     model, optimizer, watcher, dashboard = trained
     dashboard.max_fps = 0.001  # at most one redraw per 1000 s: the next capture comes too soon

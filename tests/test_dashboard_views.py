@@ -2,6 +2,7 @@
 and the redraw design (selection heard mid-run, redraw thread)."""
 from __future__ import annotations
 
+import html
 import threading
 import time
 
@@ -14,6 +15,7 @@ import nbweights as nbw
 from nbweights.dashboard import ACTIVATION_PREFIX, Dashboard
 from nbweights.redrawer import RedrawThread
 from nbweights.views.activations import ActivationFractionsView, FeatureMapsView
+from nbweights.views import ViewOptions
 from nbweights.views.health import HealthView
 from nbweights.views.histogram import HistogramView
 
@@ -120,6 +122,24 @@ def test_health_panel_lists_nan_and_its_button_selects_the_parameter():
     dashboard.dropdown.index = len(dashboard.dropdown.options) - 1 if nan.name != watcher.history.names[-1] else 0
     button.click()
     assert dashboard.dropdown.value == nan.name and dashboard.selected == watcher.history.names.index(nan.name)
+
+
+def test_health_rows_wrap_their_message_and_line_up_with_their_button():
+    from nbweights.dashboard import STYLE
+    from nbweights.health import Signal
+    from nbweights.views.health import BUTTON_WIDTH, WIDTHS
+    health = HealthView(ViewOptions(), select=lambda name: True)
+    message = "fc.weight: updates of 0.11 of the weights' size at step 18 (healthy is ~1e-3); lower the lr"
+    health.show([Signal("exploding", "fc.weight", 18, 0.11, message)])
+    box, cells, button = health._row_widgets[0]
+    assert f'title="{html.escape(message)}">{html.escape(message)}</td>' in cells.value  # whole, and as tooltip
+    header_cols = health.header.value.count("<col ")
+    assert header_cols == len(WIDTHS) + 1 and f"width: {sum(WIDTHS) + BUTTON_WIDTH}px" in health.header.value
+    assert f"width: {sum(WIDTHS)}px" in cells.value  # the row's table, then the button's column
+    assert int(button.layout.width[:-2]) + int(button.layout.margin.split()[3][:-2]) == BUTTON_WIDTH
+    assert box.layout.align_items == "center"
+    health_css = [line for line in STYLE.splitlines() if "nbw-health-table" in line]
+    assert health_css and not any("nowrap" in line or "ellipsis" in line for line in health_css)
 
 
 def test_health_signals_are_searched_at_most_once_a_period(monkeypatch):

@@ -14,8 +14,10 @@ from torch import nn
 import ipywidgets
 import nbweights as nbw
 from nbweights.dashboard import Dashboard
+from nbweights.views import ViewOptions as ViewOptionsForTest, log_ticks, nice_ticks
 from nbweights.views.distribution import DistributionView, percentiles_from_histograms
 from nbweights.views.heatmap import HeatmapView
+from nbweights.views.layer_table import LayerTableView
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -71,9 +73,42 @@ def test_histogram_bars_are_the_known_counts():
     assert np.asarray(view.first.y)[[3, 35, 60]].tolist() == [2, 5, 1]  # first step, behind
     assert view.current.x[35] == pytest.approx((35 / 32) - 1) and len(view.current.x) == 65  # bin edges
     assert "weight" in view.figure.title and view.figure.axes[1].label == "count of elements"
+    # Counts start at 0: no padding below the scale's min (bqplot pads it: ticks "-233", "-0.417").
+    x_axis, y_axis = view.figure.axes
+    assert view.figure.padding_y == 0 and view.linear_scale.min == 0
+    assert np.asarray(y_axis.tick_values).tolist() == [0, 1, 2, 3, 4, 5] or \
+        np.asarray(y_axis.tick_values).tolist() == [0, 2, 4]  # whole counts, round steps
+    assert y_axis.tick_format == "~s" and x_axis.tick_format == ".3~g"
+    assert np.asarray(x_axis.tick_values).tolist() == pytest.approx([-1, -0.5, 0, 0.5, 1])
     view.log_toggle.value = True
-    assert type(view.current.scales["y"]).__name__ == "LogScale"
+    assert type(view.current.scales["y"]).__name__ == "LogScale" and view.log_scale.min == 0.5
     assert np.asarray(view.current.y)[0] == 0.5  # empty bins sit on the log axis floor
+    assert np.asarray(y_axis.tick_values).tolist() == [1]  # powers of ten from 1 (largest count 5)
+
+
+def test_round_ticks_never_repeat_and_steps_are_whole():
+    assert nice_ticks(-233, 8070, whole=True).tolist() == [0, 2000, 4000, 6000, 8000]
+    assert nice_ticks(0, 1, whole=True).tolist() == [0, 1]  # not "0 0 1 1 1"
+    assert nice_ticks(199, 401, whole=True).tolist() == [200, 250, 300, 350, 400]
+    assert nice_ticks(-0.0528, 0.0528).tolist() == pytest.approx([-0.04, -0.02, 0, 0.02, 0.04])
+    assert nice_ticks(0.695, 0.695).tolist() == pytest.approx([0.695])  # one point: its value
+    assert nice_ticks(float("nan"), 1.0).size == 0
+    assert "0.0" in map(str, nice_ticks(-0.5, 0.5)) and "-0.0" not in map(str, nice_ticks(-0.5, 0.5))
+    assert log_ticks(0.5, 8070).tolist() == [1, 10, 100, 1000]
+    for low, high in [(0, 3), (0, 7), (5, 64), (0, 1e6), (1, 2)]:
+        ticks = nice_ticks(low, high, whole=True)
+        assert len(set(ticks.astype(int).tolist())) == len(ticks) <= 5 and (ticks == ticks.round()).all()
+
+
+def test_step_axes_of_few_steps_have_whole_distinct_ticks():
+    model = nn.Linear(3, 2)
+    watcher, dashboard, optimizer = watched(model, steps=1)  # steps 0 and 1 recorded
+    distribution = dashboard.panel("weight").curves[2]
+    x_axis, y_axis = distribution.figure.axes
+    assert x_axis.tick_format == "d" and np.asarray(x_axis.tick_values).tolist() == [0, 1]
+    low, high = watcher.history.stats("weight")["min"].min(), watcher.history.stats("weight")["max"].max()
+    ticks = np.asarray(y_axis.tick_values)
+    assert 2 <= len(ticks) <= 5 and low <= ticks.min() and ticks.max() <= high
 
 
 def test_gradient_histogram_waits_for_the_first_step_then_draws():
@@ -83,10 +118,26 @@ def test_gradient_histogram_waits_for_the_first_step_then_draws():
     dashboard = Dashboard(watcher, max_fps=1e9)
     grad_view = dashboard.panel("weight").curves[1]
     assert "no gradient recorded yet" in grad_view.message.value
-    assert grad_view.content.layout.display == "none"
+    # Hidden by visibility, never display:none: bqplot lays a figure first drawn in a display:none
+    # box out at 0 x 0 and leaves it blank once shown (the blank gradient histogram).
+    assert grad_view.content.layout.visibility == "hidden" and grad_view.content.layout.display is None
     train_step(model, optimizer)
-    assert grad_view.message.layout.display == "none" and grad_view.content.layout.display is None
+    assert grad_view.message.layout.display == "none"
+    assert grad_view.content.layout.visibility is None and grad_view.content.layout.display is None
     assert np.asarray(grad_view.current.y)[:-1].sum() == pytest.approx(8)  # 8 gradient elements
+
+
+def test_no_figure_view_is_ever_hidden_with_display_none():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=1, activations=True)
+    dashboard = Dashboard(watcher, max_fps=1e9)  # step 0: no gradient, no outputs, no metrics yet
+    views = [v for p in dashboard.panels for v in p.curves + p.pictures] + [dashboard.metrics]
+    with_figures = [v for v in views if "Figure" in repr(v.content)]
+    assert len(with_figures) >= 3 * 4 + 3 and all(v.has_figure for v in with_figures)
+    hidden = [v for v in with_figures if v._showing_message]
+    assert len(hidden) >= 4 + 3  # gradient histograms, output views, metrics
+    assert all(v.content.layout.display is None and v.content.layout.visibility == "hidden" for v in hidden)
 
 
 def test_percentiles_from_a_hand_computed_histogram():
@@ -198,6 +249,7 @@ def test_trajectories_one_line_per_weight_following_its_values():
         with torch.no_grad():
             model.weight.fill_(float(step))
         train_step(model, optimizer)
+    dashboard._after_cell()  # pictures are drawn in turn within a time budget: all of them now
     view = next(v for v in dashboard.panel("weight").pictures if type(v).__name__ == "TrajectoriesView")
     y = np.asarray(view.lines.y)
     assert y.shape == (6, 4) and y.dtype == np.float32
@@ -219,6 +271,53 @@ def test_layer_table_marks_a_nan_row():
     assert len(rows) == 4
     marked = [("nbw-unhealthy" in row, "NaN/Inf" in row) for row in rows]
     assert marked == [(False, False), (False, False), (False, False), (True, True)]
+
+
+def test_a_metric_logged_once_is_drawn_as_a_marker_on_labelled_axes():
+    model = nn.Linear(3, 2)
+    watcher, dashboard, optimizer = watched(model, steps=2)
+    watcher.log(test_accuracy=0.695)
+    dashboard._after_cell()
+    lines = dashboard.metrics.curves["test_accuracy"]
+    assert lines.marker == "circle"  # a single point draws no line
+    assert np.asarray(lines.x).tolist() == [2, 2] and np.asarray(lines.y) == pytest.approx([0.695, 0.695])
+    x_axis, y_axis = dashboard.metrics.figures["test_accuracy"].axes
+    assert (x_axis.label, y_axis.label) == ("step", "test_accuracy")
+    assert np.asarray(x_axis.tick_values).tolist() == [2]
+    assert np.asarray(y_axis.tick_values) == pytest.approx([0.695])
+    assert (x_axis.scale.min, x_axis.scale.max) == (1, 3)  # one value: the point and its tick mid-axis
+    assert (y_axis.scale.min, y_axis.scale.max) == pytest.approx((0.695 - 0.0695, 0.695 + 0.0695))
+    for step in range(3, 3 + 30):
+        watcher.history.log(step, test_accuracy=0.7)
+    dashboard.redraw(full=True)
+    assert lines.marker is None  # a long curve is a line
+    assert (x_axis.scale.min, x_axis.scale.max) == (None, None)  # the data's own range again
+
+
+def test_layer_table_shows_the_last_measured_update_ratio_and_gradient_norm():
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=2)
+    for _ in range(3):
+        train_step(model, optimizer)
+    watcher.snapshot()  # step 3, between captures: no update ratio, no gradient measured there
+    history = watcher.history
+    assert history.steps("weight").tolist() == [0, 2, 3] and history.steps("weight", of="grad").tolist() == [2, 3]
+    ratios, grad_norms = history.stats("weight")["update_ratio"], history.stats("weight", of="grad")["norm"]
+    assert np.isfinite(ratios[1]) and np.isnan(ratios[2]) and np.isfinite(grad_norms[0])
+    table = LayerTableView(ViewOptionsForTest())
+    latest = table.rows(history, None)[0]
+    assert latest["update_ratio"] == pytest.approx(ratios[1]) and latest["measured at"]["update_ratio"] == 2
+    at_two = table.rows(history, 2)[0]  # gradients start later than weights
+    assert at_two["update_ratio"] == pytest.approx(ratios[1]) and at_two["grad norm"] == pytest.approx(grad_norms[0])
+    at_one = table.rows(history, 1)[0]  # nothing measured yet at or before step 1
+    assert np.isnan(at_one["update_ratio"]) and np.isnan(at_one["grad norm"])
+    table.draw(history, None)
+    weight_row = table.table.value.split("<tr")[2]
+    assert f">{ratios[1]:.3g}<" in weight_row and 'class="nbw-earlier" title="measured at step 2"' in weight_row
+    table.draw(history, 2)
+    weight_row = table.table.value.split("<tr")[2]
+    assert f">{grad_norms[0]:.3g}<" in weight_row and "–" not in weight_row and "nbw-earlier" not in weight_row
 
 
 def test_metrics_lines_follow_logged_values():
@@ -284,7 +383,7 @@ def test_a_failing_view_shows_an_error_and_never_reaches_the_optimizer(monkeypat
         _, dashboard, optimizer = watched(model, steps=3)  # optimizer.step() must not raise
     view = dashboard.panel("weight").curves[2]
     assert "RuntimeError: boom" in view.message.value and "nbw-error" in view.message.value
-    assert view.content.layout.display == "none"
+    assert view.content.layout.visibility == "hidden"  # keeps its size: see has_figure
     assert np.asarray(dashboard.panel("weight").curves[0].current.y)[:-1].sum() == pytest.approx(6)
     failures = [r for r in caplog.records if "DistributionView" in r.getMessage()]
     assert len(failures) == 2  # once per parameter (weight, bias), not once per redraw

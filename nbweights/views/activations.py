@@ -12,7 +12,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..colors import BLUE, DIVERGING_PALETTE, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png, fit_factor
-from . import View, ViewOptions, array_bytes, figure, float32, png_image, set_html, set_png, thin_indices, title_html
+from . import (View, ViewOptions, array_bytes, figure, float32, nice_ticks, png_image, set_html, set_png, set_ticks,
+               step_ticks, thin_indices, title_html)
 from .filters import mosaic
 
 #: Steps per curve at most (older steps thinned evenly, the latest kept).
@@ -26,6 +27,7 @@ class ActivationFractionsView(View):
     outputs within 1 % of a tanh/sigmoid limit (saturated; NaN, not drawn, for other modules)."""
 
     css_class = "nbw-activation-fractions"
+    has_figure = True
 
     def __init__(self, name: str, options: ViewOptions):
         self.name = name
@@ -34,6 +36,7 @@ class ActivationFractionsView(View):
                                   labels=["dead units", "saturated outputs"], display_legend=True)
         self.figure = figure([self.lines], x_scale, y_scale, f"{name} (dead: blue, saturated: orange)",
                              "step", "fraction", "nbw-activation-fractions-figure")
+        set_ticks(self.figure.axes[1], nice_ticks(0.0, 1.0))
         super().__init__(self.figure)
 
     @staticmethod
@@ -52,6 +55,7 @@ class ActivationFractionsView(View):
         sent = self.say(None)
         with self.lines.hold_sync():
             self.lines.x, self.lines.y = x, y
+        sent += set_ticks(self.figure.axes[0], step_ticks(x))
         return sent + array_bytes(x, y)
 
 

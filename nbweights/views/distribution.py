@@ -6,7 +6,8 @@ import bqplot
 import numpy as np
 
 from ..colors import BLUE
-from . import View, ViewOptions, array_bytes, figure, float32, thin_indices
+from . import (View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks, step_ticks,
+               thin_indices)
 
 #: Lines drawn, bottom to top; 0 and 100 are the exact recorded min and max.
 PERCENTILES = (0, 7, 16, 50, 84, 93, 100)
@@ -41,6 +42,7 @@ class DistributionView(View):
     """Bands min-7-16-50-84-93-max of a parameter's values at every recorded step."""
 
     css_class = "nbw-distribution"
+    has_figure = True
 
     def __init__(self, name: str, options: ViewOptions, of: str = "weight"):
         self.name, self.of = name, of
@@ -71,4 +73,6 @@ class DistributionView(View):
         sent = self.say(None)
         with self.bands.hold_sync():
             self.bands.x, self.bands.y = x, y
-        return sent + array_bytes(x, y)
+        x_axis, y_axis = self.figure.axes
+        sent += set_ticks(x_axis, step_ticks(x))
+        return sent + set_ticks(y_axis, nice_ticks(*finite_range(y))) + array_bytes(x, y)

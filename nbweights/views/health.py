@@ -17,8 +17,10 @@ from ..health import Thresholds, find_signals
 from . import MESSAGE_OVERHEAD, View, ViewOptions, set_html, title_html
 
 COLUMNS = ("kind", "name", "step", "message")
-#: Column widths (CSS pixels): one-row tables line up as one table.
+#: Column widths (CSS pixels): one-row tables line up as one table; the "show" button follows
+#: each row in a column of its own.
 WIDTHS = (80, 220, 60, 460)
+BUTTON_WIDTH = 64
 #: Rows shown at most (the oldest signals: where it started going wrong).
 MAX_ROWS = 40
 #: Seconds between two searches for signals at least.
@@ -27,10 +29,15 @@ PERIOD = 1.0
 SHARE = 0.02
 
 
-def _row_html(cells: list[str], tag: str, css: str) -> str:
-    cols = "".join(f'<col style="width: {w}px">' for w in WIDTHS)
-    body = "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
-    return (f'<table class="nbw-table nbw-health-table" style="table-layout: fixed; width: {sum(WIDTHS)}px">'
+def _row_html(cells: list[str], tag: str, css: str, button_column: bool = False) -> str:
+    """One row as a fixed-layout table, so that one-row tables line up as one table. Cells wrap
+    (a long message is read whole) and carry their full text as a tooltip."""
+    widths = (*WIDTHS, BUTTON_WIDTH) if button_column else WIDTHS
+    cols = "".join(f'<col style="width: {w}px">' for w in widths)
+    body = "".join(f'<{tag} title="{html.escape(c)}">{html.escape(c)}</{tag}>' for c in cells)
+    if button_column:
+        body += f"<{tag}></{tag}>"
+    return (f'<table class="nbw-table nbw-health-table" style="table-layout: fixed; width: {sum(widths)}px">'
             f'<colgroup>{cols}</colgroup><tr class="{css}">{body}</tr></table>')
 
 
@@ -46,7 +53,7 @@ class HealthView(View):
         self.select, self.can_select = select, can_select or (lambda name: select is not None)
         self.period = period
         self.title = title_html("health signals")
-        self.header = widgets.HTML(_row_html(list(COLUMNS), "th", "nbw-health-header"))
+        self.header = widgets.HTML(_row_html(list(COLUMNS), "th", "nbw-health-header", button_column=True))
         self.rows = widgets.VBox([])
         super().__init__(widgets.VBox([self.title, self.header, self.rows]))
         self.signals: list = []
@@ -97,7 +104,8 @@ class HealthView(View):
     def _add_row(self) -> int:
         index = len(self._row_widgets)
         cells = widgets.HTML("")
-        button = widgets.Button(description="show", layout=widgets.Layout(width="60px", height="22px"))
+        button = widgets.Button(description="show", layout=widgets.Layout(width=f"{BUTTON_WIDTH - 4}px", height="22px",
+                                                                         margin="0 0 0 4px"))
         button.add_class("nbw-signal-select")
         button.on_click(lambda _, i=index: self._clicked(i))
         box = widgets.HBox([cells, button], layout=widgets.Layout(align_items="center"))

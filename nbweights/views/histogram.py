@@ -11,9 +11,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..colors import BLUE, GREY, ORANGE
-from . import View, ViewOptions, array_bytes, figure, float32
+from . import COUNT_FORMAT, View, ViewOptions, array_bytes, figure, float32, log_ticks, nice_ticks, set_ticks
 
-#: Bars of a log axis start here, so that empty bins draw nothing and one element still shows.
+#: Bars of a log axis start here, so that empty bins draw nothing and one element still shows
+#: (a positive count is at least 1: counts of a sample are scaled up, never down); its ticks
+#: start at 1.
 LOG_FLOOR = 0.5
 
 
@@ -21,6 +23,7 @@ class HistogramView(View):
     """Bars of the element counts per bin; ``of="grad"`` shows the gradient's histogram."""
 
     css_class = "nbw-histogram"
+    has_figure = True
 
     def __init__(self, name: str, options: ViewOptions, of: str = "weight"):
         self.name, self.of = name, of
@@ -34,13 +37,17 @@ class HistogramView(View):
         self.current = bqplot.Lines(scales=scales, colors=[colour], fill="bottom", fill_colors=[colour],
                                     fill_opacities=[0.6], stroke_width=1, interpolation="step-after")
         title = f"{name} ({ {'grad': 'gradient', 'activation': 'outputs'}.get(of, 'values') })"
+        # padding_y=0: counts start at 0 (bqplot pads a scale's domain even when its min is set).
         self.figure = figure([self.first, self.current], self.x_scale, self.linear_scale, title,
-                             f"{what} (grey: first step)", "count of elements", "nbw-histogram-figure")
+                             f"{what} (grey: first step)", "count of elements", "nbw-histogram-figure",
+                             y_format=COUNT_FORMAT, padding_y=0.0)
         self.log_toggle = widgets.Checkbox(value=False, description="log count", indent=False,
                                            layout=widgets.Layout(width="110px"))
         self.log_toggle.observe(self._set_log, "value")
         super().__init__(widgets.VBox([self.figure, self.log_toggle]))
         self._edges = {"first": None, "current": None}
+        #: (lowest edge, highest edge, largest count) of each line drawn: the axes' ticks.
+        self._extent = {"first": None, "current": None}
 
     @staticmethod
     def applies(history, name: str, options: ViewOptions) -> str | None:
@@ -65,7 +72,18 @@ class HistogramView(View):
                 bars.x = x
                 self._edges[which] = edges
             bars.y = heights
+        finite = counts[np.isfinite(counts)]
+        self._extent[which] = (float(edges[0]), float(edges[-1]), float(finite.max()) if finite.size else 0.0)
         return array_bytes(heights) + (0 if x is None else x.nbytes)
+
+    def _set_ticks(self) -> int:
+        """Round ticks over both lines: values on x; whole counts from 0 (log: powers of ten)."""
+        extents = [e for e in self._extent.values() if e is not None]
+        low, high = min(e[0] for e in extents), max(e[1] for e in extents)
+        largest = max(e[2] for e in extents)
+        counts = log_ticks(1.0, largest) if self.log_toggle.value else nice_ticks(0.0, largest, whole=True)
+        x_axis, y_axis = self.figure.axes
+        return set_ticks(x_axis, nice_ticks(low, high)) + set_ticks(y_axis, counts)
 
     def draw(self, history, step: int | None) -> int:
         steps = history.steps(self.name, of=self.of)
@@ -75,4 +93,5 @@ class HistogramView(View):
         sent = self.say(None)
         if self._edges["first"] is None:
             sent += self._set_bars(self.first, "first", *history.histogram(self.name, int(steps[0]), of=self.of))
-        return sent + self._set_bars(self.current, "current", *history.histogram(self.name, step, of=self.of))
+        sent += self._set_bars(self.current, "current", *history.histogram(self.name, step, of=self.of))
+        return sent + self._set_ticks()

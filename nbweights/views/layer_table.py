@@ -13,10 +13,19 @@ COLUMNS = ("parameter", "shape", "mean", "std", "norm", "zeros", "update ratio",
            "non-finite", "health")
 
 
-def _at(values: np.ndarray, steps: np.ndarray, step: int | None) -> float:
-    """The value recorded at the latest step at or before ``step`` (NaN if none)."""
-    index = len(steps) - 1 if step is None else int(np.searchsorted(steps, step, side="right")) - 1
-    return float(values[index]) if 0 <= index < len(values) else float("nan")
+def _at(values: np.ndarray, steps: np.ndarray, step: int | None, earlier: bool = False) -> tuple[float, int | None]:
+    """``(value, its step)`` recorded at the latest step at or before ``step`` ((NaN, None) if none).
+
+    ``earlier``: the latest such step where the value was measured (not NaN). Weights and
+    gradients are recorded at different steps (gradients from step 1), and a step may lack a
+    measure: ``w.snapshot()`` between optimizer steps records no update ratio, a capture whose
+    gradient hooks were not armed records no gradient. Such steps show the last value measured.
+    """
+    last = len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+    measured = np.flatnonzero(~np.isnan(values[:last])) if earlier else np.arange(last)
+    if not measured.size:
+        return float("nan"), None
+    return float(values[measured[-1]]), int(steps[measured[-1]])
 
 
 def health(row: dict, step: int, thresholds: Thresholds) -> list[str]:
@@ -62,11 +71,16 @@ class LayerTableView(View):
         for name in history.names:
             stats, steps = history.stats(name), history.steps(name)
             grads, grad_steps = history.stats(name, of="grad"), history.steps(name, of="grad")
-            row = {key: _at(stats[key], steps, step) for key in
-                   ("mean", "std", "norm", "zero_fraction", "update_ratio", "nonfinite")}
-            row["grad norm"] = _at(grads["norm"], grad_steps, step)
-            row["grad nonfinite"] = _at(grads["nonfinite"], grad_steps, step)
-            rows.append({"name": name, "shape": history.shape(name), **row})
+            row, measured_at = {}, {}
+            for key in ("mean", "std", "norm", "zero_fraction", "nonfinite"):
+                row[key], measured_at[key] = _at(stats[key], steps, step)
+            row["update_ratio"], measured_at["update_ratio"] = _at(stats["update_ratio"], steps, step, earlier=True)
+            for key, stat in (("grad norm", "norm"), ("grad nonfinite", "nonfinite")):
+                row[key], measured_at[key] = _at(grads[stat], grad_steps, step, earlier=True)
+            last = len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+            snapshot = int(steps[last - 1]) if last > 0 else None  # the weights' step shown
+            rows.append({"name": name, "shape": history.shape(name), **row, "measured at": measured_at,
+                         "snapshot": snapshot})
         return rows
 
     def draw(self, history, step: int | None) -> int:
@@ -75,10 +89,20 @@ class LayerTableView(View):
         for row in self.rows(history, step):
             problems = health(row, at or 0, self.thresholds)
             nonfinite = row["nonfinite"] + (row["grad nonfinite"] if np.isfinite(row["grad nonfinite"]) else 0)
-            cells = [html.escape(row["name"]), "×".join(map(str, row["shape"])) or "scalar",
-                     *(_number(row[k]) for k in ("mean", "std", "norm", "zero_fraction", "update_ratio", "grad norm")),
-                     _number(nonfinite), html.escape(", ".join(problems)) or "ok"]
+            cells = [f"<td>{html.escape(row['name'])}</td>",
+                     f"<td>{'×'.join(map(str, row['shape'])) or 'scalar'}</td>",
+                     *(self._cell(row, k) for k in ("mean", "std", "norm", "zero_fraction", "update_ratio",
+                                                    "grad norm")),
+                     f"<td>{_number(nonfinite)}</td>", f"<td>{html.escape(', '.join(problems)) or 'ok'}</td>"]
             marker = ' class="nbw-unhealthy"' if problems else ""
-            lines.append(f"<tr{marker}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+            lines.append(f"<tr{marker}>" + "".join(cells) + "</tr>")
         lines.append("</tbody></table>")
         return set_html(self.table, "".join(lines))
+
+    @staticmethod
+    def _cell(row: dict, key: str) -> str:
+        """A number's cell; one measured before the snapshot shown says when (greyed, tooltip)."""
+        measured = row["measured at"][key]
+        if measured is not None and row["snapshot"] is not None and measured < row["snapshot"]:
+            return f'<td class="nbw-earlier" title="measured at step {measured}">{_number(row[key])}</td>'
+        return f"<td>{_number(row[key])}</td>"

@@ -6,7 +6,8 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from . import View, ViewOptions, array_bytes, figure, float32, thin_indices
+from . import (View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks, step_ticks,
+               thin_indices)
 
 #: Lines drawn at most, and steps per line at most (older steps thinned evenly).
 MAX_LINES = 32
@@ -34,6 +35,7 @@ def default_indices(numel: int) -> list[int]:
 class TrajectoriesView(View):
     css_class = "nbw-trajectories"
     heavy = True
+    has_figure = True
 
     def __init__(self, name: str, options: ViewOptions):
         self.name = name
@@ -75,4 +77,6 @@ class TrajectoriesView(View):
                 self.figure.title = f"{self.name}: {len(indices)} of {numel} weights"
                 sent += 40 * len(indices)
             self.lines.x, self.lines.y = x, y
-        return sent + array_bytes(x, y)
+        x_axis, y_axis = self.figure.axes
+        sent += set_ticks(x_axis, step_ticks(x))
+        return sent + set_ticks(y_axis, nice_ticks(*finite_range(y))) + array_bytes(x, y)
