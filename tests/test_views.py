@@ -332,6 +332,18 @@ def test_metrics_lines_follow_logged_values():
     assert np.asarray(dashboard.metrics.curves["loss"].x).tolist() == [1, 2, 3]
 
 
+def test_a_diverged_metric_draws_its_finite_values_and_counts_the_rest():
+    model = nn.Linear(3, 2)
+    watcher, dashboard, optimizer = watched(model, steps=0)
+    for loss in (2.0, 1e3, 1e39, float("inf"), float("nan")):  # 1e39 overflows float32
+        train_step(model, optimizer)
+        watcher.log(loss=loss)
+    dashboard._after_cell()
+    lines = dashboard.metrics.curves["loss"]
+    assert np.asarray(lines.y).tolist() == [2.0, 1000.0] and np.asarray(lines.x).tolist() == [1, 2]
+    assert dashboard.metrics.figures["loss"].title == "loss (3 NaN/inf not drawn)"
+
+
 def test_a_view_that_does_not_apply_says_so():
     model = nn.Linear(3, 2)
     _, dashboard, _ = watched(model)

@@ -37,8 +37,10 @@ def array_bytes(*arrays: np.ndarray) -> int:
 
 
 def float32(values: Any) -> np.ndarray:
-    """The float32 copy that bqplot sends as a binary buffer (never float64, never a list)."""
-    return np.ascontiguousarray(values, dtype=np.float32)
+    """The float32 copy that bqplot sends as a binary buffer (never float64, never a list);
+    values beyond float32's range become +-inf, which the views leave out or clip."""
+    with np.errstate(over="ignore"):
+        return np.ascontiguousarray(values, dtype=np.float32)
 
 
 def thin_indices(length: int, most: int) -> np.ndarray:

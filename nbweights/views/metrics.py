@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bqplot
 import ipywidgets as widgets
+import numpy as np
 
 from ..colors import BLUE
 from . import (MESSAGE_OVERHEAD, View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks,
@@ -46,7 +47,16 @@ class MetricsView(View):
             self._drawn_lengths[name] = (len(steps), steps[-1])
             keep = thin_indices(len(steps), MAX_POINTS)
             x, y = float32(steps[keep]), float32(values[keep])
+            # A diverged run logs inf/NaN (or values beyond float32): bqplot cannot scale them.
+            finite = np.isfinite(y)
             lines = self._curve(name)
+            title = name if finite.all() else f"{name} ({int((~finite).sum())} NaN/inf not drawn)"
+            if self.figures[name].title != title:
+                self.figures[name].title = title
+                sent += MESSAGE_OVERHEAD
+            x, y = x[finite], y[finite]
+            if not len(y):
+                continue
             marker = "circle" if len(steps) <= MARKER_POINTS else None
             with lines.hold_sync():
                 lines.x, lines.y = x, y
