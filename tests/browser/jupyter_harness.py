@@ -524,9 +524,11 @@ function frame(dash) {
     slider: text(dash.querySelector('.nbw-step .widget-readout')),
     follow: !!dash.querySelector('.nbw-follow.mod-active'),
     errors: [...dash.querySelectorAll('.nbw-error')].filter(visible).map(text),
+    metrics: [...dash.querySelectorAll('.nbw-metric-figure path.line')].map(p => p.getAttribute('d') || ''),
   };
 }
 const signature = (f) => f.status + '|' + f.title + '|' + f.current.join(',');
+const signatureAll = (f) => signature(f) + '|' + f.metrics.join('|');
 """
 
 FRAME_JS = f"(dash) => {{ {_DASHBOARD_JS_LIB}; return frame(dash); }}"
@@ -544,7 +546,7 @@ SAMPLE_JS = f"""async ({{dash, prompt, ms, every_ms, until_idle}}) => {{
     last = now;
     const f = frame(dash);
     const running = prompt ? prompt.textContent.includes('*') : null;
-    out.push({{t: (now - t0) / 1000, running, sig: signature(f), title: f.title, status: f.status,
+    out.push({{t: (now - t0) / 1000, running, sig: signature(f), sig_all: signatureAll(f), title: f.title, status: f.status,
                bars: f.current.length}});
     if (running) seenRunning = true;
     if (until_idle && seenRunning && !running) break;
@@ -633,12 +635,14 @@ class DashboardUI:
             "(dash, sel) => [...dash.querySelectorAll(sel)].map(p => p.getAttribute('d') || '')", selector)
 
 
-def distinct_frames(samples: list[dict], running_only: bool = True) -> tuple[int, float, float]:
+def distinct_frames(samples: list[dict], running_only: bool = True, key: str = "sig"
+                    ) -> tuple[int, float, float]:
     """(distinct frames, seconds covered, changes per second) among samples taken while the
-    cell ran; a change is a sample whose signature differs from the previous one."""
+    cell ran; a change is a sample whose signature differs from the previous one. ``key="sig"``
+    looks at the status line and the shown histogram, ``"sig_all"`` at the metric curves too."""
     chosen = [s for s in samples if s["running"] or not running_only]
     if not chosen:
         return 0, 0.0, 0.0
-    changes = sum(1 for a, b in zip(chosen, chosen[1:]) if a["sig"] != b["sig"])
+    changes = sum(1 for a, b in zip(chosen, chosen[1:]) if a[key] != b[key])
     seconds = chosen[-1]["t"] - chosen[0]["t"]
-    return len({s["sig"] for s in chosen}), seconds, (changes / seconds if seconds > 0 else 0.0)
+    return len({s[key] for s in chosen}), seconds, (changes / seconds if seconds > 0 else 0.0)
