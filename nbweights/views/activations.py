@@ -50,10 +50,19 @@ class ActivationFractionsView(View):
             return self.say("no output recorded yet: outputs are summarised from the first optimizer step")
         stats = history.stats(self.name, of="activation")
         keep = thin_indices(last, MAX_POINTS)
-        x = float32(steps[keep])
-        y = float32(np.stack([stats["dead_fraction"][keep], stats["saturated_fraction"][keep]]))
+        curves = [stats["dead_fraction"][keep]]
+        if np.isfinite(stats["saturated_fraction"][keep]).any():  # tanh/sigmoid only
+            curves.append(stats["saturated_fraction"][keep])
+        y = np.stack(curves)
+        drawn = np.isfinite(y).all(axis=0)  # bqplot cannot place NaN: steps without a value are left out
+        x, y = float32(steps[keep][drawn]), float32(y[:, drawn] if len(curves) > 1 else y[0, drawn])
+        if not len(x):
+            return self.say("no dead or saturated fraction measured yet")
         sent = self.say(None)
         with self.lines.hold_sync():
+            if len(self.lines.colors) != len(curves):
+                self.lines.colors = [BLUE, ORANGE][: len(curves)]
+                self.lines.labels = ["dead units", "saturated outputs"][: len(curves)]
             self.lines.x, self.lines.y = x, y
         sent += set_ticks(self.figure.axes[0], step_ticks(x))
         return sent + array_bytes(x, y)
