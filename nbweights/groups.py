@@ -43,7 +43,7 @@ class ParameterGroup:
         self._before: torch.Tensor | None = None
         self._pending_grads: tuple[torch.Tensor, Any] | None = None
         self._armed = False
-        self._grads_seen = 0
+        self._grads_seen = self._grads_expected = 0
 
     @classmethod
     def split(cls, named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
@@ -72,14 +72,15 @@ class ParameterGroup:
         return [p.register_post_accumulate_grad_hook(self._gradient_ready) for p in params if p.requires_grad]
 
     def arm_gradients(self) -> None:
+        """Summarise the gradients of the coming backward pass, once all have arrived."""
         self._armed, self._grads_seen = True, 0
+        self._grads_expected = sum(1 for ref in self._refs if ref() is not None and ref().requires_grad)
 
     def _gradient_ready(self, param: torch.Tensor) -> None:
         if not self._armed:
             return
         self._grads_seen += 1
-        expected = sum(1 for ref in self._refs if ref() is not None and ref().requires_grad)
-        if self._grads_seen >= expected:
+        if self._grads_seen >= self._grads_expected:
             self._armed = False
             params = self.tensors()
             if params is not None:
