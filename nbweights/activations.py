@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .groups import empty_summary
-from .summaries import _COLUMN, _DEVICE_FIELDS, FIELDS, Summary, SummaryPlan, summarize
+from .summaries import _COLUMN, FIELDS, Summary, SummaryPlan, summarize, unpack
 
 #: Modules whose outputs ``activations=True`` summarises.
 DEFAULT_ACTIVATION_TYPES: tuple[type, ...] = (
@@ -139,15 +139,10 @@ def finish_without_tensor(plan: SummaryPlan, packed: torch.Tensor, host: np.ndar
                           ) -> tuple[Summary, torch.Tensor]:
     """Like :func:`~nbweights.summaries.finish` for an output that is gone: it cannot be read
     again, so NaN/Inf are estimated from the sample (at least 1) and min/max stay NaN."""
-    fields = np.zeros((1, len(FIELDS)))
-    fields[:, FIELDS.index("count")] = plan.numels
-    for field in ("min", "max", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq"):
-        fields[:, FIELDS.index(field)] = host[:, _COLUMN[field]]
+    summary = unpack(plan, host)
     if not np.isfinite(host[0, :4]).all():
         # Count what the sample saw: sampled finite elements vs sample size.
         sample_size = len(plan.rows)
-        fields[0, FIELDS.index("nonfinite")] = max(1.0, (sample_size - host[0, _COLUMN["sampled"]])
-                                                   * plan.numels[0] / max(sample_size, 1))
-    ranges = host[:, _COLUMN["range"]].astype(np.float32)
-    counts = host[:, len(_DEVICE_FIELDS):].astype(np.float32)
-    return Summary(fields, counts, ranges), packed[:, _COLUMN["range"]]
+        summary.fields[0, FIELDS.index("nonfinite")] = max(
+            1.0, (sample_size - host[0, _COLUMN["sampled"]]) * plan.numels[0] / max(sample_size, 1))
+    return summary, packed[:, _COLUMN["range"]]

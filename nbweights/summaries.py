@@ -240,6 +240,17 @@ def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float,
             float(torch.dot(finite, finite)))
 
 
+def unpack(plan: SummaryPlan, packed: np.ndarray) -> Summary:
+    """The :class:`Summary` held by the host copy of :func:`summarize`'s result, as measured
+    (the NaN/Inf count left at 0: see :func:`finish`)."""
+    fields = np.zeros((len(packed), len(FIELDS)), dtype=np.float64)
+    fields[:, FIELDS.index("count")] = plan.numels
+    for name in ("min", "max", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq"):
+        fields[:, FIELDS.index(name)] = packed[:, _COLUMN[name]]
+    return Summary(fields, packed[:, len(_DEVICE_FIELDS):].astype(np.float32),
+                   packed[:, _COLUMN["range"]].astype(np.float32))
+
+
 def finish(plan: SummaryPlan, tensors: Sequence[torch.Tensor], packed_device: torch.Tensor,
            packed: np.ndarray, bins: int, before_sample: torch.Tensor | None = None
            ) -> tuple[Summary, torch.Tensor]:
@@ -249,12 +260,8 @@ def finish(plan: SummaryPlan, tensors: Sequence[torch.Tensor], packed_device: to
     again, exactly, so that NaN/Inf are counted and never spoil min, max or the histogram.
     Returns the summary and the device tensor of ranges to pass to the next :func:`summarize`.
     """
-    fields = np.zeros((len(tensors), len(FIELDS)), dtype=np.float64)
-    fields[:, FIELDS.index("count")] = plan.numels
-    for name in ("min", "max", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq"):
-        fields[:, FIELDS.index(name)] = packed[:, _COLUMN[name]]
-    ranges = packed[:, _COLUMN["range"]].astype(np.float32)
-    counts = packed[:, len(_DEVICE_FIELDS):].astype(np.float32)
+    summary = unpack(plan, packed)
+    fields, counts, ranges = summary.fields, summary.counts, summary.ranges
     ranges_device = packed_device[:, _COLUMN["range"]]
     broken = np.flatnonzero(~np.isfinite(packed[:, :4]).all(axis=1))
     if len(broken):
