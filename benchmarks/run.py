@@ -44,9 +44,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nbweights as nbw  # noqa: E402
-from nbweights.groups import empty_summary  # noqa: E402
+from nbweights.capture.groups import empty_summary  # noqa: E402
 from nbweights.history import History  # noqa: E402
-from nbweights.pictures import PictureLimits, picture_of  # noqa: E402
+from nbweights.capture.pictures import PictureLimits, picture_of  # noqa: E402
 
 SECTIONS = ("capture", "loggers", "training", "bytes", "history", "browser")
 BINS = 64
@@ -366,9 +366,9 @@ def headless_widgets():
 def dashboard_problem() -> str | None:
     """Why the dashboard cannot be benchmarked, or None when it can."""
     try:
-        import nbweights.dashboard  # noqa: F401
+        import nbweights.ui.dashboard  # noqa: F401
     except Exception as error:
-        return f"nbweights.dashboard not importable yet ({type(error).__name__}: {error})"
+        return f"nbweights.ui.dashboard not importable yet ({type(error).__name__}: {error})"
     return None
 
 

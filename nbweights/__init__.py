@@ -2,19 +2,54 @@
 
 >>> import nbweights as nbw
 >>> w = nbw.watch(model, optimizer)   # then `w` as a cell's last line shows the dashboard
+
+This module is the package's face: the public calls, and the wiring of capture to the display
+(capture itself never imports a widget library; ui is imported when a dashboard is first shown).
 """
-from .capture import NonFiniteError, Watcher, watch
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+from .capture import NonFiniteError, Watcher, check_model
 from .health import Signal, Thresholds
-from .fileformat import load_history as load
 from .history import History
+from .history.fileformat import load_history as load
 
 __all__ = ["watch", "show", "load", "Watcher", "History", "NonFiniteError", "Signal", "Thresholds"]
 __version__ = "0.1.0"
 
+#: What ``watch()`` was told for the dashboard of each watcher (view options, not capture's).
+_display_options: "weakref.WeakKeyDictionary[Watcher, dict]" = weakref.WeakKeyDictionary()
 
-def show(model, **options):
+
+def _make_dashboard(watcher: Watcher) -> Any:
+    from .ui.dashboard import Dashboard
+    return Dashboard(watcher, **_display_options.get(watcher, {}))
+
+
+Watcher.display_factory = staticmethod(_make_dashboard)
+
+
+def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | None = None,
+          class_names: Sequence[str] | None = None, **options: Any) -> Watcher:
+    """Attach nbweights to a model (and its optimizer) and return the :class:`Watcher`.
+
+    Capture options: ``params=`` (names, globs or module types; default every trainable
+    parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
+    time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,
+    ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``. Display options: ``image_shape=``
+    and ``class_names=`` (the class-images view of a linear layer over pixels).
+    """
+    watcher = Watcher(model, optimizer, **options)
+    shown = {k: v for k, v in (("image_shape", image_shape), ("class_names", class_names)) if v is not None}
+    if shown:
+        _display_options[watcher] = shown
+    return watcher
+
+
+def show(model: Any, **options: Any) -> Any:
     """The dashboard of a model's current weights, with no training: ``nbw.show(model)``."""
-    from .capture import _check_model
-    watcher = Watcher(_check_model(model, "show"), **options)
+    watcher = watch(check_model(model, "show"), **options)
     watcher.close()
     return watcher.dashboard

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import nbweights as nbw
-from nbweights.dashboard import Dashboard
+from nbweights.ui.dashboard import Dashboard
 
 
 def step(model, optimizer, value=None):

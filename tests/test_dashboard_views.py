@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import nbweights as nbw
-from nbweights.dashboard import ACTIVATION_PREFIX, Dashboard
-from nbweights.redrawer import RedrawThread
+from nbweights.ui.dashboard import ACTIVATION_PREFIX, Dashboard
+from nbweights.ui.redrawer import RedrawThread
 from nbweights.views.activations import ActivationFractionsView, FeatureMapsView
 from nbweights.views import ViewOptions
 from nbweights.views.health import HealthView
@@ -126,7 +126,7 @@ def test_health_panel_lists_nan_and_its_button_selects_the_parameter():
 
 
 def test_health_rows_wrap_their_message_and_line_up_with_their_button():
-    from nbweights.dashboard import STYLE
+    from nbweights.ui.dashboard import STYLE
     from nbweights.health import Signal
     from nbweights.views.health import BUTTON_WIDTH, WIDTHS
     health = HealthView(ViewOptions(), select=lambda name: True)

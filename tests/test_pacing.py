@@ -1,7 +1,7 @@
 """Automatic pacing against a fake clock: captures cost about the budget, whatever the step time."""
 import pytest
 
-from nbweights.pacing import Pacer
+from nbweights.capture.pacing import Pacer
 
 
 class FakeClock:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nbweights.timeline import Timeline
+from nbweights.history.timeline import Timeline
 
 
 def test_append_grows_and_keeps_rows_in_order():

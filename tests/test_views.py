@@ -13,7 +13,7 @@ from torch import nn
 
 import ipywidgets
 import nbweights as nbw
-from nbweights.dashboard import Dashboard
+from nbweights.ui.dashboard import Dashboard
 from nbweights.views import ViewOptions as ViewOptionsForTest, log_ticks, nice_ticks
 from nbweights.views.distribution import DistributionView, percentiles_from_histograms
 from nbweights.views.heatmap import HeatmapView

@@ -23,7 +23,7 @@ MESSAGE_OVERHEAD = 400
 
 @dataclass(frozen=True)
 class ViewOptions:
-    """What the user told the dashboard about the model (see :class:`nbweights.dashboard.Dashboard`)."""
+    """What the user told the dashboard about the model (see :class:`nbweights.ui.dashboard.Dashboard`)."""
 
     image_shape: tuple[int, ...] | None = None
     class_names: Sequence[str] | None = None

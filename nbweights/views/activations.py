@@ -11,7 +11,7 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import BLUE, DIVERGING_PALETTE, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png, fit_factor
+from .colors import BLUE, DIVERGING_PALETTE, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png, fit_factor
 from . import (View, ViewOptions, array_bytes, figure, float32, nice_ticks, png_image, set_html, set_png, set_ticks,
                step_ticks, thin_indices, title_html)
 from .filters import mosaic

@@ -8,7 +8,7 @@ import math
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
+from .colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
 from . import View, ViewOptions, png_image, set_html, set_png, title_html
 
 #: Image shapes guessed from a layer's input size when ``image_shape=`` is not given.

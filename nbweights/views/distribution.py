@@ -5,7 +5,7 @@ from __future__ import annotations
 import bqplot
 import numpy as np
 
-from ..colors import BLUE
+from .colors import BLUE
 from . import (View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks, step_ticks,
                thin_indices)
 

@@ -10,7 +10,7 @@ import math
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import DIVERGING_PALETTE, NONFINITE_INDEX, NONFINITE_RGB, colorbar_html, diverging, encode_png, fit_factor
+from .colors import DIVERGING_PALETTE, NONFINITE_INDEX, NONFINITE_RGB, colorbar_html, diverging, encode_png, fit_factor
 from . import View, ViewOptions, png_image, set_html, set_png, title_html
 
 #: Pixels a filter tile is scaled towards; tiles are separated by one grey pixel.

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
+from .colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
 from . import View, ViewOptions, png_image, set_html, set_png, title_html
 
 #: Screen size each matrix image is scaled towards (whole screen pixels per element, nearest).

@@ -10,7 +10,7 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import BLUE, GREY, ORANGE
+from .colors import BLUE, GREY, ORANGE
 from . import COUNT_FORMAT, View, ViewOptions, array_bytes, figure, float32, log_ticks, nice_ticks, set_ticks
 
 #: Bars of a log axis start here, so that empty bins draw nothing and one element still shows

@@ -5,7 +5,7 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from ..colors import BLUE
+from .colors import BLUE
 from . import (MESSAGE_OVERHEAD, View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks,
                step_ticks, thin_indices)
 

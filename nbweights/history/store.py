@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .summaries import FIELDS, Summary, derived_stats, histogram_edges
+from ..summaries import FIELDS, Summary, derived_stats, histogram_edges
 from .timeline import Timeline
 
 #: What a parameter's summaries describe: its values, its gradient, or a module's output.

@@ -1,7 +1,7 @@
 """The dashboard: lays the views out, owns the entry Dropdown and the step slider, and paces
 redraws.
 
-Inside a Jupyter kernel, redraws run on a daemon thread (:mod:`nbweights.redrawer`): the
+Inside a Jupyter kernel, redraws run on a daemon thread (:mod:`nbweights.ui.redrawer`): the
 watcher's listener, on the training thread, only marks the dashboard dirty, and the thread draws
 at most ``max_fps`` times a second. Every redraw draws the selected panel's curves and the step
 slider; the rest (the selected panel's images, metrics, the layer table, health signals, other
@@ -9,7 +9,7 @@ panels) is drawn in turn, as much as fits in ``redraw_budget`` seconds, at least
 time. One lock serialises every redraw and every control handler that writes widgets; the
 watcher's lock is held while the history is read, so a record never changes it under a redraw.
 
-Where the kernel runs subshells (ipykernel 7.4, :mod:`nbweights.subshell`), the Dropdown, the
+Where the kernel runs subshells (ipykernel 7.4, :mod:`nbweights.ui.subshell`), the Dropdown, the
 slider, "follow" and the health buttons are heard at once even while a synchronous loop runs, so
 the kernel knows which panel is shown and draws it in full. Elsewhere the Dropdown switches an
 ipywidgets.Stack in the browser (``jslink``) and redraws keep the other panels fresh in turn.
@@ -31,17 +31,17 @@ import ipywidgets as widgets
 
 from .redrawer import RedrawThread
 from .subshell import route_to_subshell
-from .views import View, ViewOptions
-from .views.activations import ActivationFractionsView, FeatureMapsView
-from .views.class_images import ClassImagesView
-from .views.distribution import DistributionView
-from .views.filters import FilterMosaicView
-from .views.health import HealthView
-from .views.heatmap import HeatmapView
-from .views.histogram import HistogramView
-from .views.layer_table import LayerTableView
-from .views.metrics import MetricsView
-from .views.trajectories import TrajectoriesView
+from ..views import View, ViewOptions
+from ..views.activations import ActivationFractionsView, FeatureMapsView
+from ..views.class_images import ClassImagesView
+from ..views.distribution import DistributionView
+from ..views.filters import FilterMosaicView
+from ..views.health import HealthView
+from ..views.heatmap import HeatmapView
+from ..views.histogram import HistogramView
+from ..views.layer_table import LayerTableView
+from ..views.metrics import MetricsView
+from ..views.trajectories import TrajectoriesView
 
 log = logging.getLogger("nbweights")
 

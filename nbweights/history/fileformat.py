@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from .history import History
+from .store import History
 
 FORMAT = "nbweights-history"
 VERSION = 1

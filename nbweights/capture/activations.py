@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .groups import empty_summary
-from .summaries import _COLUMN, FIELDS, Summary, SummaryPlan, summarize, unpack
+from ..summaries import _COLUMN, FIELDS, Summary, SummaryPlan, summarize, unpack
 
 #: Modules whose outputs ``activations=True`` summarises.
 DEFAULT_ACTIVATION_TYPES: tuple[type, ...] = (

@@ -11,17 +11,17 @@ import logging
 import threading
 import weakref
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
 from .groups import ParameterGroup, empty_summary
-from .history import DEFAULT_MAX_BYTES, History
+from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
-from .health import Signal, Thresholds, find_signals
+from ..health import Signal, Thresholds, find_signals
 from .probe import run_probe
 from .selection import Selector, select_modules, select_parameters
 
@@ -32,7 +32,8 @@ class NonFiniteError(FloatingPointError):
     """Raised from the optimizer step when ``stop_on_nonfinite=True`` and NaN/Inf appeared."""
 
 
-def _check_model(model: Any, call: str) -> nn.Module:
+def check_model(model: Any, call: str) -> nn.Module:
+    """The model, or TypeError saying what ``call`` got instead of an nn.Module."""
     if not isinstance(model, nn.Module):
         what = "a list of modules (wrap them in nn.Sequential or nn.ModuleList)" \
             if isinstance(model, (list, tuple)) else type(model).__name__
@@ -59,9 +60,8 @@ class Watcher:
                  params: Selector = None, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  bins: int = 64, sample_size: int | None = 4096, max_bytes: int = DEFAULT_MAX_BYTES,
                  pictures: PictureLimits | None = None, activations: Selector | bool = False,
-                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
-                 image_shape: tuple[int, ...] | None = None, class_names: list[str] | None = None):
-        model = _check_model(model, "watch")
+                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None):
+        model = check_model(model, "watch")
         optimizer = _check_optimizer(optimizer)
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins= must be an int >= 2, got {bins!r}")
@@ -87,8 +87,6 @@ class Watcher:
         self._groups = ParameterGroup.split(named, bins, sample_size, pictures or PictureLimits())
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.thresholds = thresholds or Thresholds()
-        #: Options for the dashboard's picture views (class images of a linear layer).
-        self.view_options = {"image_shape": image_shape, "class_names": class_names}
         self._activations: ActivationHooks | None = None
         if activations is not False and activations is not None:
             modules = select_modules(model, activations, DEFAULT_ACTIVATION_TYPES)
@@ -261,8 +259,8 @@ class Watcher:
         return find_signals(self.history, self.thresholds)
 
     def save(self, path: str) -> None:
-        """Write the history to ``path`` (a ``.nbw`` file; see :mod:`nbweights.fileformat`)."""
-        from .fileformat import save_history
+        """Write the history to ``path`` (a ``.nbw`` file; see :mod:`nbweights.history.fileformat`)."""
+        from ..history.fileformat import save_history
         save_history(self.history, path)
 
     @property
@@ -288,14 +286,18 @@ class Watcher:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    # ----- display (widgets are imported only here, on demand) ----------------------------
+    # ----- display (wired by the package's face: capture imports no widget library) ------
+    #: Builds a watcher's display; ``nbweights/__init__.py`` sets it to the dashboard's maker.
+    #: None where only capture is imported (a script under torchrun): then there is no display.
+    display_factory: ClassVar[Callable[["Watcher"], Any] | None] = None
+
     @property
     def dashboard(self) -> Any:
-        """The ipywidgets dashboard of this watcher (built on first use)."""
+        """The display of this watcher (the ipywidgets dashboard), built on first use."""
         if self._dashboard is None:
-            from .dashboard import Dashboard
-            options = {k: v for k, v in self.view_options.items() if v is not None}
-            self._dashboard = Dashboard(self, **options)
+            if Watcher.display_factory is None:
+                raise RuntimeError("no display is wired: import nbweights (not only nbweights.capture)")
+            self._dashboard = Watcher.display_factory(self)
         return self._dashboard
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .pictures import PictureLimits, picture_of
-from .summaries import FIELDS, Summary, SummaryPlan, finish, summarize, take_sample
+from ..summaries import FIELDS, Summary, SummaryPlan, finish, summarize, take_sample
 
 Captured = tuple[Summary, Summary | None, list[tuple[int, str, np.ndarray]]]
 PendingGrads = tuple[torch.Tensor, tuple[int, ...], SummaryPlan, list[torch.Tensor]]
