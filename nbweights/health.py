@@ -129,3 +129,62 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
                      "{name}: {value:.0%} of outputs saturated from step {step}")
     signals.sort(key=lambda s: (s.step, KINDS.index(s.kind)))
     return signals
+
+
+#: How each kind reads in a table cell.
+LABELS = {"nonfinite": "NaN/Inf", "dead": "dead units", "vanishing": "vanishing", "exploding": "exploding",
+          "saturated": "saturated", "sparse": "sparse", "stalled": "stalled"}
+#: Suffixes find_signals adds to a name for a parameter's gradient and a module's output.
+_SUFFIXES = (" (gradient)", " (output)")
+
+
+def subject(signal: Signal) -> str:
+    """The parameter or module a signal is about (its gradient's and output's signals included)."""
+    for suffix in _SUFFIXES:
+        if signal.name.endswith(suffix):
+            return signal.name[: -len(suffix)]
+    return signal.name
+
+
+def by_subject(signals: list[Signal], step: int | None = None) -> dict[str, list[Signal]]:
+    """Signals that fired at or before ``step`` (None: all), grouped by :func:`subject`."""
+    grouped: dict[str, list[Signal]] = {}
+    for signal in signals:
+        if step is None or signal.step <= step:
+            grouped.setdefault(subject(signal), []).append(signal)
+    return grouped
+
+
+class SignalSearch:
+    """The signals of a history, searched again at most once per ``period`` seconds (less often
+    when a search is slow: at most ``share`` of the time), so that every view reads one result.
+
+    Live, a history changes at every capture; searching it costs a read of every summary, which
+    the redraws must not pay more than once a second. ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, thresholds: Thresholds | None = None, period: float = 1.0, share: float = 0.02,
+                 clock=None):
+        import time
+        self.thresholds = thresholds or Thresholds()
+        self.period, self.share = float(period), float(share)
+        self._clock = clock or time.perf_counter
+        self._next = float("-inf")
+        self._version: object = None
+        self.signals: list[Signal] = []
+        self.searches = 0
+
+    def current(self, history: History, force: bool = False) -> list[Signal]:
+        """The latest search's signals, searched again if due (or ``force``) and the history changed."""
+        now = self._clock()
+        if history.version != self._version and (force or now >= self._next):
+            started = self._clock()
+            self.signals = find_signals(history, self.thresholds)
+            self.searches += 1
+            self._version = history.version
+            self._next = now + max(self.period, (self._clock() - started) / self.share)
+        return self.signals
+
+    def expire(self) -> None:
+        """Search at the next :meth:`current` call if the history changed (after a cell ends)."""
+        self._next = float("-inf")

@@ -33,16 +33,18 @@ def trained():
     return model, optimizer, watcher, dashboard
 
 
-def test_dropdown_switches_a_stack_of_panels_in_the_browser(trained):
+def test_choosing_an_entry_builds_its_views_and_shows_only_them(trained):
     _, _, watcher, dashboard = trained
     names = ["0.weight", "0.bias", "2.weight", "2.bias"]
-    assert list(dashboard.dropdown.options) == names == watcher.history.names
-    assert [p.name for p in dashboard.panels] == names
-    assert len(dashboard.stack.children) == 4
-    link = dashboard.links[0]
-    assert (link.source, link.target) == ((dashboard.dropdown, "index"), (dashboard.stack, "selected_index"))
-    dashboard.dropdown.index = 2  # the kernel hears it (after the cell): full redraw of that panel
-    assert dashboard.selected == 2
+    assert list(dashboard.dropdown.options) == names == watcher.history.names == dashboard.entries
+    assert [p.name for p in dashboard.panels] == ["0.weight"]  # built when shown, not before
+    assert dashboard.panel_box.children == (dashboard.shown.widget,)
+    dashboard.dropdown.index = 2  # the kernel hears it: that entry's views are built and drawn
+    assert dashboard.selected == 2 and dashboard.shown.name == "2.weight"
+    assert dashboard.panel_box.children == (dashboard.shown.widget,)
+    drawn = dashboard.shown.curves[0]
+    assert drawn.drawn and np.asarray(drawn.current.y)[:-1].sum() == pytest.approx(8)  # 2 x 4 weights
+    assert [p.name for p in dashboard.panels] == ["0.weight", "2.weight"]
 
 
 def test_scrubbing_the_slider_leaves_follow_mode_and_shows_that_step(trained):
@@ -75,7 +77,41 @@ def test_the_slider_gets_its_new_max_before_its_new_value(trained):
     dashboard.play.value = 4
     assert dashboard.play.value == 4 and dashboard.follow.value
     # No browser-side link of the maxima: a stale max sent back mid-run clamped the kernel's slider.
-    assert [(l.source[1], l.target[1]) for l in dashboard.links] == [("index", "selected_index"), ("value", "value")]
+    assert [(l.source[1], l.target[1]) for l in dashboard.links] == [("value", "value")]
+    assert dashboard.play.value == dashboard.slider.value  # a Play at 0 pulled the slider back to 0
+
+
+def test_a_dashboard_shown_after_training_opens_at_the_latest_step_and_follows():
+    model = nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    watcher = nbw.watch(model, optimizer, every=1)
+    for _ in range(30):
+        step(model, optimizer)
+    dashboard = watcher.dashboard  # first built now, after training
+    assert dashboard.follow.value and dashboard.slider.value == dashboard.play.value == 30
+    histogram = dashboard.panel("weight").curves[1]  # the gradient's, recorded from step 1
+    assert histogram.drawn and not histogram._showing_message
+
+
+@pytest.fixture
+def ipython_shell():
+    from IPython.core.interactiveshell import InteractiveShell
+    shell = InteractiveShell.instance()
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+def test_after_a_cell_ipython_event_draws_what_was_left(trained, ipython_shell):
+    model, optimizer, watcher, _ = trained
+    dashboard = Dashboard(watcher, max_fps=0.001)
+    step(model, optimizer, 0.9)  # the first capture after the dashboard draws at once
+    step(model, optimizer, 0.9)  # the next waits: one redraw per 1000 s at most
+    assert dashboard.dirty
+    callbacks = list(ipython_shell.events.callbacks["post_run_cell"])
+    ipython_shell.events.trigger("post_run_cell", None)
+    assert "step 5" in dashboard.status.value and not dashboard.dirty
+    dashboard.close()
+    assert len(ipython_shell.events.callbacks["post_run_cell"]) == len(callbacks) - 1
 
 
 def test_redraws_are_throttled_and_the_last_state_drawn_after_the_cell(trained):
@@ -83,14 +119,14 @@ def test_redraws_are_throttled_and_the_last_state_drawn_after_the_cell(trained):
     dashboard.max_fps = 0.001  # at most one redraw per 1000 s: the next capture comes too soon
     drawn = dashboard.status.value
     step(model, optimizer, 0.9)
-    assert dashboard.status.value == drawn and dashboard._pending
-    dashboard._after_cell()  # IPython's post_run_cell
-    assert "step 4" in dashboard.status.value and not dashboard._pending
+    assert dashboard.status.value == drawn and dashboard.dirty
+    dashboard.flush()  # what IPython's post_run_cell does
+    assert "step 4" in dashboard.status.value and not dashboard.dirty
 
 
 def test_status_line_names_step_snapshots_and_overhead(trained):
     _, _, watcher, dashboard = trained
-    dashboard._after_cell()  # the status line is redrawn twice a second at most, and after a cell
+    dashboard.flush()  # the status line is redrawn twice a second at most, and after a cell
     status = dashboard.status.value
     assert "step 3" in status and "4 snapshots" in status
     model = nn.Linear(3, 2)
@@ -99,7 +135,7 @@ def test_status_line_names_step_snapshots_and_overhead(trained):
     dashboard = Dashboard(auto, max_fps=1e9)
     for _ in range(300):  # the overhead is known from the third capture on
         step(model, optimizer)
-    dashboard._after_cell()
+    dashboard.flush()
     assert re.search(r"capture overhead \d+\.\d%", dashboard.status.value), dashboard.status.value
 
 
@@ -114,6 +150,9 @@ def test_figures_have_fixed_pixel_sizes_and_stable_css_classes(trained):
     assert [c for v in panel.curves for c in v.widget._dom_classes if c != "nbw-view"] == \
         ["nbw-histogram", "nbw-histogram", "nbw-distribution"]
     assert "nbw-heatmap" in panel.pictures[0].widget._dom_classes
+    bias = dashboard.panel("0.bias")  # views that do not apply take no space, and say why on hover
+    assert [type(v).__name__ for v in bias.pictures] == ["TrajectoriesView"]
+    assert "heatmap: needs a 2-D weight matrix" in bias.widget.tooltip
 
 
 def test_watcher_and_dashboard_display_as_the_widget(trained):

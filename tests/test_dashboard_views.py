@@ -33,7 +33,7 @@ def test_gradient_histogram_counts_match_the_recorded_gradient():
     watcher = nbw.watch(model, optimizer, every=1)
     dashboard = Dashboard(watcher, max_fps=1e9)
     sgd_steps(model, optimizer, 2, torch.randn(8, 4))
-    dashboard._after_cell()
+    dashboard.flush()
     view = dashboard.panel("weight").curves[1]
     assert isinstance(view, HistogramView) and view.of == "grad"
     edges, counts = watcher.history.histogram("weight", of="grad")
@@ -51,7 +51,7 @@ def cnn_watched():
     watcher.probe(torch.randn(1, 1, 6, 6))
     dashboard = Dashboard(watcher, max_fps=1e9)
     sgd_steps(model, optimizer, 3, torch.randn(4, 1, 6, 6))
-    dashboard._after_cell()
+    dashboard.flush()
     return model, optimizer, watcher, dashboard
 
 
@@ -60,7 +60,7 @@ def test_activation_entries_follow_the_parameters_in_the_dropdown(cnn_watched):
     modules = watcher.history.names_of("activation")
     assert modules == ["0", "1", "3"]
     assert list(dashboard.dropdown.options) == watcher.history.names + [ACTIVATION_PREFIX + m for m in modules]
-    assert len(dashboard.stack.children) == len(dashboard.dropdown.options)
+    assert len(dashboard.panel_box.children) == 1  # one entry's views at a time
 
 
 def test_activation_panel_histogram_follows_the_recorded_counts(cnn_watched):
@@ -115,14 +115,14 @@ def test_health_panel_lists_nan_and_its_button_selects_the_parameter():
     kinds = [s.kind for s in health.signals]
     assert "nonfinite" in kinds
     nan = next(s for s in health.signals if s.kind == "nonfinite")
-    rows = [cells.value for _, cells, _ in health._row_widgets[:len(health.signals)]]
+    rows = [cells.value for _, _, cells, _ in health.rows]
     assert any('class="nbw-signal nbw-signal-nonfinite"' in r and nan.name in r for r in rows)
-    row = next(i for i, s in enumerate(health.signals) if s is nan)
-    box, _, button = health._row_widgets[row]
+    _, box, _, button = next(row for row in health.rows if row[0] is nan)
     assert "nbw-signal-row" in box._dom_classes and "nbw-signal-select" in button._dom_classes
     dashboard.dropdown.index = len(dashboard.dropdown.options) - 1 if nan.name != watcher.history.names[-1] else 0
     button.click()
     assert dashboard.dropdown.value == nan.name and dashboard.selected == watcher.history.names.index(nan.name)
+    assert dashboard.shown.name == nan.name
 
 
 def test_health_rows_wrap_their_message_and_line_up_with_their_button():
@@ -132,7 +132,7 @@ def test_health_rows_wrap_their_message_and_line_up_with_their_button():
     health = HealthView(ViewOptions(), select=lambda name: True)
     message = "fc.weight: updates of 0.11 of the weights' size at step 18 (healthy is ~1e-3); lower the lr"
     health.show([Signal("exploding", "fc.weight", 18, 0.11, message)])
-    box, cells, button = health._row_widgets[0]
+    _, box, cells, button = health.rows[0]
     assert f'title="{html.escape(message)}">{html.escape(message)}</td>' in cells.value  # whole, and as tooltip
     header_cols = health.header.value.count("<col ")
     assert header_cols == len(WIDTHS) + 1 and f"width: {sum(WIDTHS) + BUTTON_WIDTH}px" in health.header.value
@@ -149,17 +149,17 @@ def test_health_signals_are_searched_at_most_once_a_period(monkeypatch):
     watcher = nbw.watch(model, optimizer, every=1)
     dashboard = Dashboard(watcher, max_fps=1e9)
     calls = []
-    import nbweights.views.health as health_module
+    import nbweights.health as health_module
     original = health_module.find_signals
     monkeypatch.setattr(health_module, "find_signals", lambda *a: calls.append(1) or original(*a))
-    dashboard.health.period = 60.0  # a slow machine must not make the loop outlast the period
-    dashboard.health._next_search = float("-inf")
+    dashboard.search.period = 60.0  # a slow machine must not make the loop outlast the period
+    sgd_steps(model, optimizer, 1, torch.randn(4, 3))
+    dashboard.flush()  # searches at once
     for _ in range(20):
         sgd_steps(model, optimizer, 1, torch.randn(4, 3))
-        dashboard.redraw(settle=True)
-    assert len(calls) == 1  # 20 redraws within the period: one search
-    dashboard.health._next_search = float("-inf")
-    dashboard.redraw(settle=True)
+        dashboard.redraw()
+    assert len(calls) == 1  # 20 redraws within the period: one search, shared by table and panel
+    dashboard.flush()  # a cell's end searches again
     assert len(calls) == 2
 
 
@@ -168,20 +168,20 @@ def test_selection_heard_mid_run_draws_that_panel_fully_at_the_next_redraw():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     watcher = nbw.watch(model, optimizer, every=1)
     dashboard = Dashboard(watcher, max_fps=1e9)
-    dashboard.selection_known = True  # as with the kernel subshell: other panels are not drawn
     sgd_steps(model, optimizer, 2, torch.randn(3, 6))
-    other = dashboard.panel("1.weight")
-    version = watcher.history.version
-    assert other.curves[0]._drawn != (version, None)  # not selected: left alone
-    # The handler on the subshell thread while training runs: only sets the selection.
-    dashboard._last_record = time.perf_counter()
+    assert "1.weight" not in [p.name for p in dashboard.panels]  # not shown: not even built
+    # The handler on the subshell thread while training runs (a capture just now): it only sets
+    # the selection; the next capture's redraw builds and draws that entry.
+    sgd_steps(model, optimizer, 1, torch.randn(3, 6))
     worker = threading.Thread(target=lambda: setattr(dashboard.dropdown, "index", 2))
     worker.start()
     worker.join()
-    assert dashboard.selected == 2 and dashboard._pending
-    assert other.curves[0]._drawn != (version, None)
+    assert dashboard.selected == 2 and dashboard.dirty and dashboard.shown.name == "0.weight"
     sgd_steps(model, optimizer, 1, torch.randn(3, 6))  # the next capture's redraw
     version = watcher.history.version
+    other = dashboard.shown
+    assert other.name == "1.weight" and all(v.drawn for v in other.curves)
+    dashboard.flush()
     assert all(v._drawn == (version, None) for v in other.curves + other.pictures)
 
 
@@ -195,12 +195,12 @@ def test_redraw_thread_draws_off_the_training_thread_and_stops():
     dashboard._redraw = lambda *a: drawn_on.append(threading.current_thread().name) or original(*a)
     sgd_steps(model, optimizer, 5, torch.randn(2, 4))
     deadline = time.time() + 5
-    while time.time() < deadline and (not drawn_on or dashboard._pending):
+    while time.time() < deadline and (not drawn_on or dashboard.dirty):
         time.sleep(0.02)
     assert drawn_on and set(drawn_on) == {"nbweights-redraw"}
     view = dashboard.panel("weight").curves[0]
     assert view._drawn == (watcher.history.version, None)
-    thread = dashboard._thread.thread
+    thread = next(t for t in threading.enumerate() if t.name == "nbweights-redraw")
     dashboard.close()
     thread.join(2)
     assert not thread.is_alive()

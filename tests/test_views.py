@@ -48,7 +48,7 @@ def watched(model: nn.Module, steps: int = 3, lr: float = 0.0, **options):
     dashboard = Dashboard(watcher, max_fps=1e9, **options)
     for _ in range(steps):
         train_step(model, optimizer)
-    dashboard._after_cell()  # the cell ends: what redraws left for later is drawn
+    dashboard.flush()  # the cell ends: what redraws left for later is drawn
     return watcher, dashboard, optimizer
 
 
@@ -132,12 +132,17 @@ def test_no_figure_view_is_ever_hidden_with_display_none():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     watcher = nbw.watch(model, optimizer, every=1, activations=True)
     dashboard = Dashboard(watcher, max_fps=1e9)  # step 0: no gradient, no outputs, no metrics yet
-    views = [v for p in dashboard.panels for v in p.curves + p.pictures] + [dashboard.metrics]
-    with_figures = [v for v in views if "Figure" in repr(v.content)]
+    with_figures, hidden = [], []
+    for name in dashboard.entries:  # each entry's views, drawn when it is shown
+        dashboard.select(name)
+        dashboard.flush()
+        views = [*dashboard.shown.views, dashboard.metrics]
+        with_figures += [v for v in views if "Figure" in repr(v.content)]
+        hidden += [v for v in views if "Figure" in repr(v.content) and v._showing_message]
+        assert all(v.content.layout.display is None and v.content.layout.visibility == "hidden"
+                   for v in views if "Figure" in repr(v.content) and v._showing_message)
     assert len(with_figures) >= 3 * 4 + 3 and all(v.has_figure for v in with_figures)
-    hidden = [v for v in with_figures if v._showing_message]
     assert len(hidden) >= 4 + 3  # gradient histograms, output views, metrics
-    assert all(v.content.layout.display is None and v.content.layout.visibility == "hidden" for v in hidden)
 
 
 def test_percentiles_from_a_hand_computed_histogram():
@@ -249,7 +254,7 @@ def test_trajectories_one_line_per_weight_following_its_values():
         with torch.no_grad():
             model.weight.fill_(float(step))
         train_step(model, optimizer)
-    dashboard._after_cell()  # pictures are drawn in turn within a time budget: all of them now
+    dashboard.flush()  # pictures are drawn in turn within a time budget: all of them now
     view = next(v for v in dashboard.panel("weight").pictures if type(v).__name__ == "TrajectoriesView")
     y = np.asarray(view.lines.y)
     assert y.shape == (6, 4) and y.dtype == np.float32
@@ -277,7 +282,7 @@ def test_a_metric_logged_once_is_drawn_as_a_marker_on_labelled_axes():
     model = nn.Linear(3, 2)
     watcher, dashboard, optimizer = watched(model, steps=2)
     watcher.log(test_accuracy=0.695)
-    dashboard._after_cell()
+    dashboard.flush()
     lines = dashboard.metrics.curves["test_accuracy"]
     assert lines.marker == "circle"  # a single point draws no line
     assert np.asarray(lines.x).tolist() == [2, 2] and np.asarray(lines.y) == pytest.approx([0.695, 0.695])
@@ -306,11 +311,11 @@ def test_layer_table_shows_the_last_measured_update_ratio_and_gradient_norm():
     ratios, grad_norms = history.stats("weight")["update_ratio"], history.stats("weight", of="grad")["norm"]
     assert np.isfinite(ratios[1]) and np.isnan(ratios[2]) and np.isfinite(grad_norms[0])
     table = LayerTableView(ViewOptionsForTest())
-    latest = table.rows(history, None)[0]
+    latest = table.row(history, "weight", None)
     assert latest["update_ratio"] == pytest.approx(ratios[1]) and latest["measured at"]["update_ratio"] == 2
-    at_two = table.rows(history, 2)[0]  # gradients start later than weights
+    at_two = table.row(history, "weight", 2)  # gradients start later than weights
     assert at_two["update_ratio"] == pytest.approx(ratios[1]) and at_two["grad norm"] == pytest.approx(grad_norms[0])
-    at_one = table.rows(history, 1)[0]  # nothing measured yet at or before step 1
+    at_one = table.row(history, "weight", 1)  # nothing measured yet at or before step 1
     assert np.isnan(at_one["update_ratio"]) and np.isnan(at_one["grad norm"])
     table.draw(history, None)
     weight_row = table.table.value.split("<tr")[2]
@@ -326,7 +331,7 @@ def test_metrics_lines_follow_logged_values():
     for step, loss in enumerate([2.0, 1.5, 1.25], start=1):
         train_step(model, optimizer)
         watcher.log(loss=loss, accuracy=step / 10)
-    dashboard._after_cell()
+    dashboard.flush()
     assert set(dashboard.metrics.curves) == {"loss", "accuracy"}
     assert np.asarray(dashboard.metrics.curves["loss"].y).tolist() == [2.0, 1.5, 1.25]
     assert np.asarray(dashboard.metrics.curves["loss"].x).tolist() == [1, 2, 3]
@@ -338,7 +343,7 @@ def test_a_diverged_metric_draws_its_finite_values_and_counts_the_rest():
     for loss in (2.0, 1e3, 1e39, float("inf"), float("nan")):  # 1e39 overflows float32
         train_step(model, optimizer)
         watcher.log(loss=loss)
-    dashboard._after_cell()
+    dashboard.flush()
     lines = dashboard.metrics.curves["loss"]
     assert np.asarray(lines.y).tolist() == [2.0, 1000.0] and np.asarray(lines.x).tolist() == [1, 2]
     assert dashboard.metrics.figures["loss"].title == "loss (3 NaN/inf not drawn)"
@@ -349,9 +354,10 @@ def test_a_view_that_does_not_apply_says_so():
     _, dashboard, _ = watched(model)
     bias = dashboard.panel("bias")
     assert not any(isinstance(v, HeatmapView) for v in bias.pictures)
-    notes = bias.widget.children[2].value
+    notes = bias.widget.tooltip  # views that do not apply take no space; the reasons show on hover
     assert "heatmap: needs a 2-D weight matrix; bias has shape (2,)" in notes
     assert "filters: needs a 4-D convolution weight" in notes
+    assert len(bias.widget.children[1].children) == len(bias.pictures) == 1  # trajectories only
 
 
 def test_one_redraw_of_resnet18_sends_at_most_64_kb(monkeypatch):
@@ -360,7 +366,9 @@ def test_one_redraw_of_resnet18_sends_at_most_64_kb(monkeypatch):
     original = ipywidgets.Widget._send
 
     def counting(self, msg, buffers=None):
-        sent.append(len(json.dumps(msg)) + 400 + sum(memoryview(b).nbytes for b in buffers or []))
+        # The Jupyter session packs messages as UTF-8 JSON; 400 bytes of envelope each.
+        sent.append(len(json.dumps(msg, ensure_ascii=False).encode()) + 400
+                    + sum(memoryview(b).nbytes for b in buffers or []))
         return original(self, msg, buffers)
 
     model = torchvision.models.resnet18(num_classes=10)
@@ -376,13 +384,10 @@ def test_one_redraw_of_resnet18_sends_at_most_64_kb(monkeypatch):
         optimizer.step()  # captures, then the dashboard redraws once
         per_redraw.append(sum(sent))
     assert 2_000 < max(per_redraw) <= 64 * 1024, per_redraw
-    # Freshness: with no new capture, further redraws reach every panel's curves in turn
-    # (at least one other panel per redraw, when the kernel cannot know which one is shown).
-    for _ in range(len(dashboard.panels) + 5):
-        dashboard.redraw()
-    version = watcher.history.version
-    stale = [p.name for p in dashboard.panels if p.curves[0]._drawn != (version, None)]
-    assert stale == []
+    # What the dashboard says it sent is what left through ipywidgets, counted in one place.
+    assert dashboard.last_redraw_bytes == per_redraw[-1]
+    # Whatever the model, one entry's views are built: the widget count does not grow with it.
+    assert [p.name for p in dashboard.panels] == ["conv1.weight"]
 
 
 def test_a_failing_view_shows_an_error_and_never_reaches_the_optimizer(monkeypatch, caplog):
@@ -397,5 +402,8 @@ def test_a_failing_view_shows_an_error_and_never_reaches_the_optimizer(monkeypat
     assert "RuntimeError: boom" in view.message.value and "nbw-error" in view.message.value
     assert view.content.layout.visibility == "hidden"  # keeps its size: see has_figure
     assert np.asarray(dashboard.panel("weight").curves[0].current.y)[:-1].sum() == pytest.approx(6)
+    dashboard.select("bias")
+    dashboard.watcher.snapshot()
+    dashboard.flush()
     failures = [r for r in caplog.records if "DistributionView" in r.getMessage()]
-    assert len(failures) == 2  # once per parameter (weight, bias), not once per redraw
+    assert len(failures) == 2  # once per view (weight's, then bias's when shown), not once per redraw

@@ -103,6 +103,17 @@ class History:
             stats["saturated_fraction"] = saturated.copy()
         return stats
 
+    def stat_matrix(self, stat: str, of: str = "weight") -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values [steps, tensors])`` of one statistic of :meth:`stats` for every tensor of
+        a group at once (the model overview reads a 1,000-tensor model in one pass)."""
+        self._check_group(of)
+        timeline = self._summaries[of]
+        fields = timeline.column("fields") if len(timeline) else np.zeros((0, len(self._names[of]), len(FIELDS)))
+        stats = derived_stats(fields)
+        if stat not in stats:
+            raise KeyError(f"no statistic {stat!r}; known: {', '.join(stats)}")
+        return timeline.steps.copy(), np.asarray(stats[stat], dtype=np.float64)
+
     def histogram(self, name: str, step: int | None = None, of: str = "weight"
                   ) -> tuple[np.ndarray, np.ndarray]:
         """``(edges, counts)`` at the latest recorded step at or before ``step`` (None: latest).

@@ -9,6 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def rows_through(steps: np.ndarray, step: int | None) -> int:
+    """How many of the increasing ``steps`` are at or before ``step`` (all of them for None)."""
+    return len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+
+
 class Timeline:
     """Rows of equally shaped numpy arrays, one row per recorded step, grown by doubling."""
 
@@ -89,7 +94,7 @@ class Timeline:
             raise LookupError("nothing recorded yet")
         if step is None:
             return self._length - 1
-        row = int(np.searchsorted(self.steps, step, side="right")) - 1
+        row = rows_through(self.steps, step) - 1
         if row < 0:
             raise LookupError(f"nothing recorded at or before step {step}; first is {self.steps[0]}")
         return row

@@ -11,9 +11,12 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
+from ..history.timeline import rows_through
+
 from .colors import BLUE, DIVERGING_PALETTE, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png, fit_factor
-from . import (View, ViewOptions, array_bytes, figure, float32, nice_ticks, png_image, set_html, set_png, set_ticks,
-               step_ticks, thin_indices, title_html)
+from .base import PictureView, View, ViewOptions
+from .figures import figure, float32, nice_ticks, set_ticks, step_ticks, thin_indices
+from .markup import png_image, set_png
 from .filters import mosaic
 
 #: Steps per curve at most (older steps thinned evenly, the latest kept).
@@ -39,13 +42,9 @@ class ActivationFractionsView(View):
         set_ticks(self.figure.axes[1], nice_ticks(0.0, 1.0))
         super().__init__(self.figure)
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
-        return None
-
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         steps = history.steps(self.name, of="activation")
-        last = len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+        last = rows_through(steps, step)
         if last < 1:
             return self.say("no output recorded yet: outputs are summarised from the first optimizer step")
         stats = history.stats(self.name, of="activation")
@@ -58,39 +57,34 @@ class ActivationFractionsView(View):
         x, y = float32(steps[keep][drawn]), float32(y[:, drawn] if len(curves) > 1 else y[0, drawn])
         if not len(x):
             return self.say("no dead or saturated fraction measured yet")
-        sent = self.say(None)
+        self.say(None)
         with self.lines.hold_sync():
             if len(self.lines.colors) != len(curves):
                 self.lines.colors = [BLUE, ORANGE][: len(curves)]
                 self.lines.labels = ["dead units", "saturated outputs"][: len(curves)]
             self.lines.x, self.lines.y = x, y
-        sent += set_ticks(self.figure.axes[0], step_ticks(x))
-        return sent + array_bytes(x, y)
+        set_ticks(self.figure.axes[0], step_ticks(x))
 
 
-class FeatureMapsView(View):
+class FeatureMapsView(PictureView):
     """The probe input's feature maps after a module, one tile per channel, each tile on its own
     symmetric range (white is 0, red positive, blue negative)."""
 
     css_class = "nbw-feature-maps"
-    heavy = True
 
     def __init__(self, name: str, options: ViewOptions):
-        self.name = name
-        self.title = title_html(name)
         self.image = png_image("nbw-feature-maps-image")
-        self.colorbar = widgets.HTML(colorbar_html(1.0, "each map over its own symmetric range"))
-        super().__init__(widgets.VBox([self.title, self.image, self.colorbar]))
+        super().__init__(name, [self.image])
         #: Tiles in the last mosaic drawn (one per recorded channel).
         self.tiles = 0
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
+    @classmethod
+    def applies(cls, history, name: str, options: ViewOptions) -> str | None:
         if name not in history.feature_map_names:
             return f"feature maps: call w.probe(x) to record the feature maps of {name}"
         return None
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         try:
             picture = history.feature_maps(self.name, step)
         except LookupError:
@@ -101,7 +95,7 @@ class FeatureMapsView(View):
         image = mosaic(tiles, NONFINITE_INDEX)
         self.tiles = len(maps)
         zoom = fit_factor(max(maps.shape[1:]), TILE_PIXELS)
-        sent = self.say(None)
-        sent += set_png(self.image, encode_png(image, DIVERGING_PALETTE), image.shape[0] * zoom, image.shape[1] * zoom)
-        return sent + set_html(self.title, f'<div class="nbw-title">{self.name}: {len(maps)} feature maps '
-                                           f'{maps.shape[1]}x{maps.shape[2]} of the probe input, step {picture.step}</div>')
+        self.say(None)
+        set_png(self.image, encode_png(image, DIVERGING_PALETTE), image.shape[0] * zoom, image.shape[1] * zoom)
+        self.show_text(f"{self.name}: {len(maps)} feature maps {maps.shape[1]}x{maps.shape[2]} of the probe input, "
+                       f"step {picture.step}", colorbar_html(1.0, "each map over its own symmetric range"))

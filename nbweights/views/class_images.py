@@ -2,14 +2,14 @@
 the image, one labelled panel per unit (per class, for a last layer), on one symmetric range."""
 from __future__ import annotations
 
-import html
 import math
 
 import ipywidgets as widgets
 import numpy as np
 
 from .colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
-from . import View, ViewOptions, png_image, set_html, set_png, title_html
+from .base import PictureView, ViewOptions
+from .markup import png_image, set_png, text
 
 #: Image shapes guessed from a layer's input size when ``image_shape=`` is not given.
 KNOWN_IMAGE_SHAPES = {784: (28, 28), 1024: (32, 32), 3072: (3, 32, 32)}
@@ -35,21 +35,20 @@ def to_pixels(images: np.ndarray, image_shape: tuple[int, ...], limit: float):
     return diverging(images.reshape(len(images), image_shape[-2], image_shape[-1]), limit), DIVERGING_PALETTE
 
 
-class ClassImagesView(View):
+class ClassImagesView(PictureView):
+    """Each output unit's weights as an image over the input pixels, one labelled panel per unit."""
+
     css_class = "nbw-class-images"
-    heavy = True
 
     def __init__(self, name: str, options: ViewOptions):
-        self.name, self.options = name, options
-        self.title = title_html(name)
+        self.options = options
         self.panels = widgets.Box([], layout=widgets.Layout(flex_flow="row wrap", max_width="980px"))
-        self.colorbar = widgets.HTML("")
-        super().__init__(widgets.VBox([self.title, self.panels, self.colorbar]))
+        super().__init__(name, [self.panels])
         self.images: list[widgets.Image] = []
         self.labels: list[str] = []
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
+    @classmethod
+    def applies(cls, history, name: str, options: ViewOptions) -> str | None:
         shape = history.shape(name)
         if image_shape_of(history, name, options) is None:
             return (f"class images: needs a Linear weight whose inputs are image pixels (784, 1024, "
@@ -68,13 +67,13 @@ class ClassImagesView(View):
         self.images = [png_image("nbw-class-image") for _ in range(units)]
         boxes = []
         for label, image in zip(self.labels, self.images):
-            caption = widgets.HTML(f'<div class="nbw-class-label">{html.escape(label)}</div>')
+            caption = widgets.HTML(f'<div class="nbw-class-label">{text(label)}</div>')
             box = widgets.VBox([caption, image], layout=widgets.Layout(margin="2px", align_items="center"))
             box.add_class("nbw-class-panel")
             boxes.append(box)
         self.panels.children = boxes
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         image_shape = image_shape_of(history, self.name, self.options)
         picture = history.picture(self.name, step)
         shape = history.shape(self.name)
@@ -85,10 +84,9 @@ class ClassImagesView(View):
         pixels, palette = to_pixels(weights.reshape((units,) + image_shape), image_shape, limit)
         height, width = pixels.shape[1:3]
         zoom = fit_factor(max(height, width), PANEL_PIXELS)
-        sent = self.say(None)
+        self.say(None)
         for image, one in zip(self.images, pixels):
-            sent += set_png(image, encode_png(one, palette), height * zoom, width * zoom)
+            set_png(image, encode_png(one, palette), height * zoom, width * zoom)
         shown = "" if units == shape[0] else f" (first {units} of {shape[0]})"
-        sent += set_html(self.title, f'<div class="nbw-title">{self.name}: weights of each output unit as a '
-                                     f'{"x".join(map(str, image_shape))} image{shown}, step {picture.step}</div>')
-        return sent + set_html(self.colorbar, colorbar_html(limit, "weight value (shared range)"))
+        self.show_text(f"{self.name}: weights of each output unit as a {'x'.join(map(str, image_shape))} "
+                       f"image{shown}, step {picture.step}", colorbar_html(limit, "weight value (shared range)"))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import bqplot
 import numpy as np
 
+from ..history.timeline import rows_through
+
 from .colors import BLUE
-from . import (View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks, step_ticks,
-               thin_indices)
+from .base import View, ViewOptions
+from .figures import figure, finite_range, float32, nice_ticks, set_ticks, step_ticks, thin_indices
 
 #: Lines drawn, bottom to top; 0 and 100 are the exact recorded min and max.
 PERCENTILES = (0, 7, 16, 50, 84, 93, 100)
@@ -57,22 +59,19 @@ class DistributionView(View):
                              "step", "value", "nbw-distribution-figure")
         super().__init__(self.figure)
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
-        return None
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         steps, ranges, counts = history.histograms(self.name, of=self.of)
-        last = len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+        last = rows_through(steps, step)
         if last < 1:
             return self.say("nothing recorded yet")
         keep = thin_indices(last, MAX_POINTS)
         stats = history.stats(self.name, of=self.of)
         lines = percentiles_from_histograms(ranges[keep], counts[keep], stats["min"][keep], stats["max"][keep])
         x, y = float32(steps[keep]), float32(lines)
-        sent = self.say(None)
+        self.say(None)
         with self.bands.hold_sync():
             self.bands.x, self.bands.y = x, y
         x_axis, y_axis = self.figure.axes
-        sent += set_ticks(x_axis, step_ticks(x))
-        return sent + set_ticks(y_axis, nice_ticks(*finite_range(y))) + array_bytes(x, y)
+        set_ticks(x_axis, step_ticks(x))
+        set_ticks(y_axis, nice_ticks(*finite_range(y)))

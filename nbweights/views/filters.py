@@ -11,7 +11,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import DIVERGING_PALETTE, NONFINITE_INDEX, NONFINITE_RGB, colorbar_html, diverging, encode_png, fit_factor
-from . import View, ViewOptions, png_image, set_html, set_png, title_html
+from .base import PictureView, ViewOptions
+from .markup import png_image, set_png, text
 
 #: Pixels a filter tile is scaled towards; tiles are separated by one grey pixel.
 TILE_PIXELS = 32
@@ -42,25 +43,23 @@ def mosaic(tiles: np.ndarray, gap) -> np.ndarray:
     return grid
 
 
-class FilterMosaicView(View):
+class FilterMosaicView(PictureView):
+    """The filters of a convolution as one mosaic PNG, an input channel (or RGB) at a time."""
+
     css_class = "nbw-filters"
-    heavy = True
 
     def __init__(self, name: str, options: ViewOptions):
-        self.name = name
-        self.title = title_html(name)
         self.image = png_image("nbw-filters-image")
-        self.colorbar = widgets.HTML("")
         self.channel = widgets.Dropdown(options=[RGB], description="input", layout=widgets.Layout(width="190px"))
         self.normalise = widgets.ToggleButtons(options=["per filter", "shared"], value="per filter",
                                                style={"button_width": "80px"})
         self.channel.observe(self.redraw, "value")
         self.normalise.observe(self.redraw, "value")
-        controls = widgets.HBox([self.channel, self.normalise])
-        super().__init__(widgets.VBox([self.title, controls, self.image, self.colorbar]))
+        self.controls = [self.channel, self.normalise]
+        super().__init__(name, [widgets.HBox(self.controls), self.image])
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
+    @classmethod
+    def applies(cls, history, name: str, options: ViewOptions) -> str | None:
         picture = history.picture(name)
         if len(history.shape(name)) != 4 or picture is None or picture.kind not in ("filters", "values"):
             return f"filters: needs a 4-D convolution weight; {name} has shape {tuple(history.shape(name))}"
@@ -72,7 +71,7 @@ class FilterMosaicView(View):
             self.channel.options = options
             self.channel.value = options[0]
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         picture = history.picture(self.name, step)
         shape = history.shape(self.name)
         # [F, C, kh, kw]: the first filters and channels ("filters"), or all of a small layer ("values")
@@ -85,15 +84,14 @@ class FilterMosaicView(View):
             scaled = (rgb / _limits(rgb, per_filter) + 1) * 127.5
             tiles = np.clip(np.nan_to_num(scaled, nan=127.5), 0, 255).astype(np.uint8)
             image, palette = mosaic(tiles, NONFINITE_RGB), None
-            bar = "RGB: 0 is mid grey, each channel over a symmetric range"
+            bar = text("RGB: 0 is mid grey, each channel over a symmetric range")
         else:
             channel = filters[:, int(self.channel.value.split()[-1])]
             limits = _limits(channel, per_filter)
             image, palette = mosaic(diverging(channel / limits, 1.0), NONFINITE_INDEX), DIVERGING_PALETTE
             bar = colorbar_html(1.0 if per_filter else float(limits.max()),
                                 "each filter over its own symmetric range" if per_filter else "weight value")
-        sent = self.say(None)
-        sent += set_png(self.image, encode_png(image, palette), image.shape[0] * zoom, image.shape[1] * zoom)
-        sent += set_html(self.title, f'<div class="nbw-title">{self.name}: {len(filters)} of {shape[0]} filters, '
-                                     f'{shape[2]}x{shape[3]}, {self.channel.value}, step {picture.step}</div>')
-        return sent + set_html(self.colorbar, bar)
+        self.say(None)
+        set_png(self.image, encode_png(image, palette), image.shape[0] * zoom, image.shape[1] * zoom)
+        self.show_text(f"{self.name}: {len(filters)} of {shape[0]} filters, {shape[2]}x{shape[3]}, "
+                       f"{self.channel.value}, step {picture.step}", bar)

@@ -1,32 +1,29 @@
-"""Health panel: the signals of :func:`nbweights.health.find_signals` as a table, each row with a
-button that shows the parameter (or module output) it is about in the dashboard.
+"""Health panel: the signals of :mod:`nbweights.health`, grouped by kind, each kind with its count
+and its first few signals, each of those with a button that shows what it is about.
 
-Finding signals reads every summary, so it runs at most once per ``period`` seconds, and less
-often when it is slow (at most ~2 % of the time between two runs). Rows are widgets reused from
-one redraw to the next; nothing is sent while the signals stay the same.
+A model of a thousand tensors can fire a signal on hundreds of them; listed one per row they are
+unreadable. Grouped, the panel has at most ``len(KINDS) * PER_KIND`` rows whatever the model, and
+says how many more of each kind there are. Rows are widgets reused from one redraw to the next;
+nothing is sent while the signals stay the same. The search itself is shared with the layer
+table (:class:`nbweights.health.SignalSearch`).
 """
 from __future__ import annotations
 
-import html
-import time
 from typing import Callable
 
 import ipywidgets as widgets
 
-from ..health import Thresholds, find_signals
-from . import MESSAGE_OVERHEAD, View, ViewOptions, set_html, title_html
+from ..health import KINDS, LABELS, Signal
+from .base import View, ViewOptions
+from .markup import set_html, text, title, title_html
 
 COLUMNS = ("kind", "name", "step", "message")
 #: Column widths (CSS pixels): one-row tables line up as one table; the "show" button follows
 #: each row in a column of its own.
 WIDTHS = (80, 220, 60, 460)
 BUTTON_WIDTH = 64
-#: Rows shown at most (the oldest signals: where it started going wrong).
-MAX_ROWS = 40
-#: Seconds between two searches for signals at least.
-PERIOD = 1.0
-#: Fraction of the time a search may take (slower searches are spaced further apart).
-SHARE = 0.02
+#: Signals named per kind at most (the oldest: where it started going wrong).
+PER_KIND = 3
 
 
 def _row_html(cells: list[str], tag: str, css: str, button_column: bool = False) -> str:
@@ -34,90 +31,96 @@ def _row_html(cells: list[str], tag: str, css: str, button_column: bool = False)
     (a long message is read whole) and carry their full text as a tooltip."""
     widths = (*WIDTHS, BUTTON_WIDTH) if button_column else WIDTHS
     cols = "".join(f'<col style="width: {w}px">' for w in widths)
-    body = "".join(f'<{tag} title="{html.escape(c)}">{html.escape(c)}</{tag}>' for c in cells)
+    body = "".join(f'<{tag} title="{text(c)}">{text(c)}</{tag}>' for c in cells)
     if button_column:
         body += f"<{tag}></{tag}>"
     return (f'<table class="nbw-table nbw-health-table" style="table-layout: fixed; width: {sum(widths)}px">'
-            f'<colgroup>{cols}</colgroup><tr class="{css}">{body}</tr></table>')
+            f'<colgroup>{cols}</colgroup><tr class="{text(css)}">{body}</tr></table>')
+
+
+def grouped(signals: list[Signal], per_kind: int = PER_KIND) -> list[tuple[str, int, list[Signal]]]:
+    """``(kind, how many, the first per_kind)`` for each kind that fired, in :data:`KINDS` order."""
+    groups = []
+    for kind in KINDS:
+        of_kind = [s for s in signals if s.kind == kind]
+        if of_kind:
+            groups.append((kind, len(of_kind), of_kind[:per_kind]))
+    return groups
 
 
 class HealthView(View):
     """``select(name) -> bool`` is called with a signal's name when its button is clicked; it
-    returns whether the dashboard has an entry for it (else the button is disabled)."""
+    returns whether the dashboard has an entry for it (else the button is disabled).
+
+    ``signals`` is set by :meth:`show` (the dashboard passes the shared search's result).
+    """
 
     css_class = "nbw-health"
 
     def __init__(self, options: ViewOptions, select: Callable[[str], bool] | None = None,
-                 can_select: Callable[[str], bool] | None = None, period: float = PERIOD):
-        self.thresholds = options.thresholds or Thresholds()
+                 can_select: Callable[[str], bool] | None = None):
         self.select, self.can_select = select, can_select or (lambda name: select is not None)
-        self.period = period
         self.title = title_html("health signals")
         self.header = widgets.HTML(_row_html(list(COLUMNS), "th", "nbw-health-header", button_column=True))
-        self.rows = widgets.VBox([])
-        super().__init__(widgets.VBox([self.title, self.header, self.rows]))
-        self.signals: list = []
-        self._row_widgets: list[tuple[widgets.HBox, widgets.HTML, widgets.Button]] = []
-        self._names: list[str] = []
-        self._next_search = float("-inf")
-        self._searched_version = None
+        self.body = widgets.VBox([])
+        super().__init__(widgets.VBox([self.title, self.header, self.body]))
+        self.signals: list[Signal] = []
+        #: The signals shown with a row each, in order, and their rows: (signal, box, cells, button).
+        self.rows: list[tuple[Signal, widgets.HBox, widgets.HTML, widgets.Button]] = []
+        self._pool: list[tuple[widgets.HBox, widgets.HTML, widgets.Button]] = []
+        self._summaries: dict[str, widgets.HTML] = {}
+        self._shown: list[Signal] = []
         #: Called with each new row's button (the dashboard routes it to the kernel subshell).
         self.on_new_button: Callable[[widgets.Button], None] | None = None
 
-    def update(self, history, step: int | None, force: bool = False) -> int:
-        now = time.perf_counter()
-        if not force and (now < self._next_search or history.version == self._searched_version):
-            return 0
-        self._searched_version = history.version
-        started = time.perf_counter()
-        signals = find_signals(history, self.thresholds)
-        cost = time.perf_counter() - started
-        self._next_search = now + max(self.period, cost / SHARE)
-        return self.show(signals)
+    def draw(self, history, step: int | None) -> None:
+        self.show(self.signals)
 
-    def show(self, signals: list) -> int:
-        """Show these signals (the first :data:`MAX_ROWS`); returns bytes sent."""
+    def show(self, signals: list[Signal]) -> None:
+        """Show these signals, grouped by kind."""
         self.signals = list(signals)
-        shown = self.signals[:MAX_ROWS]
-        if not shown:
-            return self.say("no health signals: nothing went wrong so far")
-        sent = self.say(None)
-        while len(self._row_widgets) < len(shown):
-            sent += self._add_row()
-        self._names = [s.name for s in shown]
-        for (box, cells, button), signal in zip(self._row_widgets, shown):
-            sent += set_html(cells, _row_html([signal.kind, signal.name, str(signal.step), signal.message],
-                                              "td", f"nbw-signal nbw-signal-{signal.kind}"))
-            disabled = not self.can_select(signal.name)
-            if button.disabled != disabled or button.tooltip != signal.name:
-                with button.hold_sync():
-                    button.disabled, button.tooltip = disabled, signal.name
-                sent += MESSAGE_OVERHEAD
-        children = tuple(box for box, _, _ in self._row_widgets[:len(shown)])
-        if self.rows.children != children:
-            self.rows.children = children
-            sent += MESSAGE_OVERHEAD
-        set_html(self.title, f'<div class="nbw-title">health signals: {len(self.signals)}'
-                             f'{f" (first {MAX_ROWS} shown)" if len(self.signals) > MAX_ROWS else ""}</div>')
-        return sent
+        if not self.signals:
+            self.rows = []
+            self.say("no health signals: nothing went wrong so far")
+            return
+        self.say(None)
+        children, self.rows = [], []
+        for kind, count, first in grouped(self.signals):
+            summary = self._summaries.setdefault(kind, widgets.HTML(""))
+            summary.add_class("nbw-health-kind")
+            more = f", {count - len(first)} more not listed" if count > len(first) else ""
+            set_html(summary, title(f"{LABELS[kind]}: {count} signal{'s' if count != 1 else ''}"
+                                    f" (first at step {first[0].step}{more})"))
+            children.append(summary)
+            for signal in first:
+                box, cells, button = self._row(len(self.rows))
+                set_html(cells, _row_html([signal.kind, signal.name, str(signal.step), signal.message],
+                                          "td", f"nbw-signal nbw-signal-{signal.kind}"))
+                disabled = not self.can_select(signal.name)
+                if button.disabled != disabled or button.tooltip != signal.name:
+                    with button.hold_sync():
+                        button.disabled, button.tooltip = disabled, signal.name
+                self.rows.append((signal, box, cells, button))
+                children.append(box)
+        if tuple(self.body.children) != tuple(children):
+            self.body.children = children
+        set_html(self.title, title(f"health signals: {len(self.signals)}"))
 
-    def _add_row(self) -> int:
-        index = len(self._row_widgets)
-        cells = widgets.HTML("")
-        button = widgets.Button(description="show", layout=widgets.Layout(width=f"{BUTTON_WIDTH - 4}px", height="22px",
-                                                                         margin="0 0 0 4px"))
-        button.add_class("nbw-signal-select")
-        button.on_click(lambda _, i=index: self._clicked(i))
-        box = widgets.HBox([cells, button], layout=widgets.Layout(align_items="center"))
-        box.add_class("nbw-signal-row")
-        self._row_widgets.append((box, cells, button))
-        if self.on_new_button is not None:
-            self.on_new_button(button)
-        return 4 * MESSAGE_OVERHEAD
+    def _row(self, index: int) -> tuple[widgets.HBox, widgets.HTML, widgets.Button]:
+        while len(self._pool) <= index:
+            position = len(self._pool)
+            cells = widgets.HTML("")
+            button = widgets.Button(description="show", layout=widgets.Layout(
+                width=f"{BUTTON_WIDTH - 4}px", height="22px", margin="0 0 0 4px"))
+            button.add_class("nbw-signal-select")
+            button.on_click(lambda _, i=position: self._clicked(i))
+            box = widgets.HBox([cells, button], layout=widgets.Layout(align_items="center"))
+            box.add_class("nbw-signal-row")
+            self._pool.append((box, cells, button))
+            if self.on_new_button is not None:
+                self.on_new_button(button)
+        return self._pool[index]
 
     def _clicked(self, index: int) -> None:
-        if self.select is not None and index < len(self._names):
-            self.select(self._names[index])
-
-    def draw(self, history, step: int | None) -> int:  # update() is overridden
-        return self.update(history, step, force=True)
+        if self.select is not None and index < len(self.rows):
+            self.select(self.rows[index][0].name)

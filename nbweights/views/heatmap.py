@@ -9,7 +9,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import DIVERGING_PALETTE, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
-from . import View, ViewOptions, png_image, set_html, set_png, title_html
+from .base import PictureView, ViewOptions
+from .markup import png_image, set_png, text
 
 #: Screen size each matrix image is scaled towards (whole screen pixels per element, nearest).
 TARGET_WIDTH, TARGET_HEIGHT = 320, 240
@@ -23,23 +24,19 @@ def matrix_parts(name: str, shape: tuple[int, ...], matrix: np.ndarray) -> list[
     return [("", matrix)]
 
 
-class HeatmapView(View):
+class HeatmapView(PictureView):
     """One PNG per part of the matrix, a colour bar of the shared range, and the matrix's size."""
 
     css_class = "nbw-heatmap"
-    heavy = True
 
     def __init__(self, name: str, options: ViewOptions):
-        self.name = name
-        self.title = title_html(name)
         self.parts = widgets.HBox([])
-        self.colorbar = widgets.HTML("")
-        super().__init__(widgets.VBox([self.title, self.parts, self.colorbar]))
+        super().__init__(name, [self.parts])
         self._images: list[widgets.Image] = []
         self._labels: list[widgets.HTML] = []
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
+    @classmethod
+    def applies(cls, history, name: str, options: ViewOptions) -> str | None:
         shape = history.shape(name)
         picture = history.picture(name)
         if len(shape) != 2 or min(shape) < 2:
@@ -49,26 +46,25 @@ class HeatmapView(View):
         return None
 
     def _ensure_images(self, labels: list[str]) -> None:
-        if [label.value for label in self._labels] == labels:
+        if [label.value for label in self._labels] == [text(label) for label in labels]:
             return
         self._images = [png_image("nbw-heatmap-image") for _ in labels]
-        self._labels = [widgets.HTML(label) for label in labels]
+        self._labels = [widgets.HTML(text(label)) for label in labels]
         self.parts.children = [widgets.VBox([label, image]) for label, image in zip(self._labels, self._images)]
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         picture = history.picture(self.name, step)
         shape = history.shape(self.name)
         matrix = picture.array.astype(np.float32).reshape(picture.array.shape[0], -1)
         parts = matrix_parts(self.name, shape, matrix)
         self._ensure_images([label for label, _ in parts])
         limit = symmetric_limit(matrix)
-        sent = self.say(None)
+        self.say(None)
         for image, (_, rows) in zip(self._images, parts):
             scale_y = fit_factor(rows.shape[0], TARGET_HEIGHT)
             scale_x = fit_factor(rows.shape[1], TARGET_WIDTH // len(parts))
             png = encode_png(diverging(rows, limit), DIVERGING_PALETTE)
-            sent += set_png(image, png, rows.shape[0] * scale_y, rows.shape[1] * scale_x)
+            set_png(image, png, rows.shape[0] * scale_y, rows.shape[1] * scale_x)
         note = "" if matrix.shape == tuple(shape) else f", block means on {matrix.shape[0]}x{matrix.shape[1]}"
-        sent += set_html(self.title, f'<div class="nbw-title">{self.name}: {shape[0]} outputs (rows) x '
-                                     f'{shape[1]} inputs (columns){note}, step {picture.step}</div>')
-        return sent + set_html(self.colorbar, colorbar_html(limit, "weight value"))
+        self.show_text(f"{self.name}: {shape[0]} outputs (rows) x {shape[1]} inputs (columns){note}, "
+                       f"step {picture.step}", colorbar_html(limit, "weight value"))

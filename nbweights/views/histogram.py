@@ -11,7 +11,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import BLUE, GREY, ORANGE
-from . import COUNT_FORMAT, View, ViewOptions, array_bytes, figure, float32, log_ticks, nice_ticks, set_ticks
+from .base import View, ViewOptions
+from .figures import COUNT_FORMAT, figure, float32, log_ticks, nice_ticks, set_ticks
 
 #: Bars of a log axis start here, so that empty bins draw nothing and one element still shows
 #: (a positive count is at least 1: counts of a sample are scaled up, never down); its ticks
@@ -44,16 +45,18 @@ class HistogramView(View):
         self.log_toggle = widgets.Checkbox(value=False, description="log count", indent=False,
                                            layout=widgets.Layout(width="110px"))
         self.log_toggle.observe(self._set_log, "value")
+        self.controls = [self.log_toggle]
         super().__init__(widgets.VBox([self.figure, self.log_toggle]))
         self._edges = {"first": None, "current": None}
         #: (lowest edge, highest edge, largest count) of each line drawn: the axes' ticks.
         self._extent = {"first": None, "current": None}
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
-        return None  # every parameter has a histogram
 
     def _set_log(self, change) -> None:
+        with self.lock:
+            self._switch_scale(change)
+
+    def _switch_scale(self, change) -> None:
         y_scale = self.log_scale if change["new"] else self.linear_scale
         with self.figure.hold_sync():
             for bars in (self.first, self.current):
@@ -62,7 +65,7 @@ class HistogramView(View):
         self._edges = {"first": None, "current": None}
         self.redraw()
 
-    def _set_bars(self, bars: bqplot.Lines, which: str, edges: np.ndarray, counts: np.ndarray) -> int:
+    def _set_bars(self, bars: bqplot.Lines, which: str, edges: np.ndarray, counts: np.ndarray) -> None:
         """Step line over the bin edges: y[i] is bin i's count (the last repeated to close it)."""
         heights = np.maximum(counts, LOG_FLOOR) if self.log_toggle.value else counts
         heights = float32(np.append(heights, heights[-1:]))
@@ -74,24 +77,24 @@ class HistogramView(View):
             bars.y = heights
         finite = counts[np.isfinite(counts)]
         self._extent[which] = (float(edges[0]), float(edges[-1]), float(finite.max()) if finite.size else 0.0)
-        return array_bytes(heights) + (0 if x is None else x.nbytes)
 
-    def _set_ticks(self) -> int:
+    def _set_ticks(self) -> None:
         """Round ticks over both lines: values on x; whole counts from 0 (log: powers of ten)."""
         extents = [e for e in self._extent.values() if e is not None]
         low, high = min(e[0] for e in extents), max(e[1] for e in extents)
         largest = max(e[2] for e in extents)
         counts = log_ticks(1.0, largest) if self.log_toggle.value else nice_ticks(0.0, largest, whole=True)
         x_axis, y_axis = self.figure.axes
-        return set_ticks(x_axis, nice_ticks(low, high)) + set_ticks(y_axis, counts)
+        set_ticks(x_axis, nice_ticks(low, high))
+        set_ticks(y_axis, counts)
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         steps = history.steps(self.name, of=self.of)
         if len(steps) == 0 or (step is not None and step < steps[0]):
             return self.say(f"no {'gradient' if self.of == 'grad' else 'output'} recorded yet: it comes with the "
                             "first optimizer step" if self.of in ("grad", "activation") else "nothing recorded yet")
-        sent = self.say(None)
+        self.say(None)
         if self._edges["first"] is None:
-            sent += self._set_bars(self.first, "first", *history.histogram(self.name, int(steps[0]), of=self.of))
-        sent += self._set_bars(self.current, "current", *history.histogram(self.name, step, of=self.of))
-        return sent + self._set_ticks()
+            self._set_bars(self.first, "first", *history.histogram(self.name, int(steps[0]), of=self.of))
+        self._set_bars(self.current, "current", *history.histogram(self.name, step, of=self.of))
+        self._set_ticks()

@@ -6,8 +6,8 @@ import ipywidgets as widgets
 import numpy as np
 
 from .colors import BLUE
-from . import (MESSAGE_OVERHEAD, View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks,
-               step_ticks, thin_indices)
+from .base import View, ViewOptions
+from .figures import figure, finite_range, float32, nice_ticks, set_ticks, step_ticks, thin_indices
 
 #: Points per curve at most (older steps thinned evenly, the latest kept).
 MAX_POINTS = 400
@@ -36,10 +36,10 @@ class MetricsView(View):
             self.row.children = [*self.row.children, fig]
         return self.curves[name]
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         if not history.metric_names:
             return self.say("no metrics yet: call w.log(loss=loss.item()) in the training loop")
-        sent = self.say(None)
+        self.say(None)
         for name in history.metric_names:
             steps, values = history.metric(name)
             if self._drawn_lengths.get(name) == (len(steps), steps[-1]):
@@ -53,7 +53,6 @@ class MetricsView(View):
             title = name if finite.all() else f"{name} ({int((~finite).sum())} NaN/inf not drawn)"
             if self.figures[name].title != title:
                 self.figures[name].title = title
-                sent += MESSAGE_OVERHEAD
             x, y = x[finite], y[finite]
             if not len(y):
                 continue
@@ -62,22 +61,18 @@ class MetricsView(View):
                 lines.x, lines.y = x, y
                 if lines.marker != marker:
                     lines.marker = marker
-                    sent += MESSAGE_OVERHEAD
             x_axis, y_axis = self.figures[name].axes
             low, high = finite_range(y)
-            sent += _fit_scale(lines.scales["x"], float(x[0]), float(x[-1]), 1.0)
-            sent += _fit_scale(lines.scales["y"], low, high, 0.1 * abs(low) if low else 1.0)
-            sent += set_ticks(x_axis, step_ticks(x)) + set_ticks(y_axis, nice_ticks(low, high))
-            sent += array_bytes(x, y)
-        return sent
+            _fit_scale(lines.scales["x"], float(x[0]), float(x[-1]), 1.0)
+            _fit_scale(lines.scales["y"], low, high, 0.1 * abs(low) if low else 1.0)
+            set_ticks(x_axis, step_ticks(x))
+            set_ticks(y_axis, nice_ticks(low, high))
 
 
-def _fit_scale(scale, low: float, high: float, margin: float) -> int:
+def _fit_scale(scale, low: float, high: float, margin: float) -> None:
     """Widen a scale around a single value (one point, or a flat curve), else leave it to the data:
     a scale whose domain is one value puts the point mid-axis and its tick at the end."""
     bounds = (low - margin, high + margin) if low == high else (None, None)
-    if (scale.min, scale.max) == bounds:
-        return 0
-    with scale.hold_sync():
-        scale.min, scale.max = bounds
-    return MESSAGE_OVERHEAD
+    if (scale.min, scale.max) != bounds:
+        with scale.hold_sync():
+            scale.min, scale.max = bounds

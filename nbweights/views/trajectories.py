@@ -6,8 +6,10 @@ import bqplot
 import ipywidgets as widgets
 import numpy as np
 
-from . import (View, ViewOptions, array_bytes, figure, finite_range, float32, nice_ticks, set_ticks, step_ticks,
-               thin_indices)
+from ..history.timeline import rows_through
+
+from .base import View, ViewOptions
+from .figures import figure, finite_range, float32, nice_ticks, set_ticks, step_ticks, thin_indices
 
 #: Lines drawn at most, and steps per line at most (older steps thinned evenly).
 MAX_LINES = 32
@@ -34,7 +36,7 @@ def default_indices(numel: int) -> list[int]:
 
 class TrajectoriesView(View):
     css_class = "nbw-trajectories"
-    heavy = True
+    kind = "picture"  # drawn from the kept pictures, in turn with the images
     has_figure = True
 
     def __init__(self, name: str, options: ViewOptions):
@@ -46,37 +48,37 @@ class TrajectoriesView(View):
         self.picker = widgets.Text(description="indices", placeholder="e.g. 0-7, 12",
                                    continuous_update=False, layout=widgets.Layout(width="260px"))
         self.picker.observe(self.redraw, "value")
+        self.controls = [self.picker]
         super().__init__(widgets.VBox([self.figure, self.picker]))
         self._indices: list[int] | None = None
 
-    @staticmethod
-    def applies(history, name: str, options: ViewOptions) -> str | None:
+    @classmethod
+    def applies(cls, history, name: str, options: ViewOptions) -> str | None:
         picture = history.picture(name)
         if picture is None or picture.kind != "values":
             return f"trajectories: kept only for small tensors (PictureLimits.values); {name} has shape " \
                    f"{tuple(history.shape(name))}"
         return None
 
-    def draw(self, history, step: int | None) -> int:
+    def draw(self, history, step: int | None) -> None:
         _, steps, arrays = history.picture_series(self.name)
         numel = int(np.prod(arrays.shape[1:]))
         try:
             indices = parse_indices(self.picker.value, numel) if self.picker.value.strip() else default_indices(numel)
         except ValueError as error:
             return self.say(f"trajectories: {error}", error=True)
-        last = len(steps) if step is None else int(np.searchsorted(steps, step, side="right"))
+        last = rows_through(steps, step)
         keep = thin_indices(last, MAX_POINTS)
         x = float32(steps[keep])
         y = float32(arrays.reshape(len(arrays), -1)[keep][:, indices].T)
-        sent = self.say(None)
+        self.say(None)
         with self.lines.hold_sync():
             if indices != self._indices:
                 shape = arrays.shape[1:]
                 self.lines.labels = [str([int(k) for k in np.unravel_index(i, shape)]) for i in indices]
                 self._indices = indices
                 self.figure.title = f"{self.name}: {len(indices)} of {numel} weights"
-                sent += 40 * len(indices)
             self.lines.x, self.lines.y = x, y
         x_axis, y_axis = self.figure.axes
-        sent += set_ticks(x_axis, step_ticks(x))
-        return sent + set_ticks(y_axis, nice_ticks(*finite_range(y))) + array_bytes(x, y)
+        set_ticks(x_axis, step_ticks(x))
+        set_ticks(y_axis, nice_ticks(*finite_range(y)))

@@ -1,0 +1,183 @@
+"""Model overview: every parameter tensor at a glance, whatever the model's size.
+
+One image: a row per parameter tensor in model order, a column per recorded step (thinned to
+:data:`MAX_COLUMNS`), the colour a chosen statistic — by default log10 of the update ratio
+‖Δw‖/‖w‖ on a diverging map centred on the customary 1e-3 (blue: barely learning, red: updates
+large against the weights). One PNG of at most ``tensors x MAX_COLUMNS`` pixels, drawn on a bqplot
+Image mark so that a click on a row opens that tensor. Beside it, the update ratio against step:
+the median over the weight matrices, their 10–90 % band, and the tensor shown.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import bqplot
+import ipywidgets as widgets
+import numpy as np
+
+from .base import View, ViewOptions
+from .colors import BLUE, DIVERGING_PALETTE, GREY, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png
+from .figures import figure, float32, nice_ticks, set_ticks, step_ticks, thin_indices
+from .markup import set_html, text
+
+#: Statistics the overview can colour by: label -> (stat of History.stat_matrix, group, log10, centre).
+STATISTICS = {
+    "update ratio (log10)": ("update_ratio", "weight", True, -3.0),
+    "gradient norm (log10)": ("norm", "grad", True, None),
+    "std of the weights": ("std", "weight", False, None),
+    "NaN/Inf": ("nonfinite", "weight", False, 0.0),
+}
+#: Step columns at most, and the figure's size in CSS pixels.
+MAX_COLUMNS = 120
+WIDTH, CURVE_WIDTH = 560, 360
+#: The update ratio practitioners aim for (Karpathy's rule of thumb): the overview's white.
+REFERENCE_RATIO = 1e-3
+
+
+def overview_values(history, statistic: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(steps [C], values [tensors, C])`` of a statistic, columns thinned to MAX_COLUMNS."""
+    stat, group, logarithmic, _ = STATISTICS[statistic]
+    steps, values = history.stat_matrix(stat, of=group)
+    if statistic == "NaN/Inf":
+        grad_steps, grads = history.stat_matrix("nonfinite", of="grad")
+        if len(grad_steps) and len(steps):
+            at = np.clip(np.searchsorted(grad_steps, steps, side="right") - 1, 0, len(grad_steps) - 1)
+            values = values + np.where((grad_steps[at] <= steps)[:, None], np.nan_to_num(grads[at]), 0)
+    keep = thin_indices(len(steps), MAX_COLUMNS) if len(steps) else np.zeros(0, np.int64)
+    values = values[keep].T  # [tensors, columns]
+    if logarithmic:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+    return steps[keep], values
+
+
+def colour_rows(values: np.ndarray, statistic: str) -> tuple[np.ndarray, float, float]:
+    """Palette indices [tensors, columns] and the (centre, half range) they are coloured over.
+
+    Unmeasured cells (NaN: no gradient yet, a bias's update ratio) are grey, like NaN/Inf.
+    """
+    centre = STATISTICS[statistic][3]
+    finite = values[np.isfinite(values)]
+    if centre is None:
+        centre = float(np.median(finite)) if finite.size else 0.0
+    spread = float(np.abs(finite - centre).max()) if finite.size else 1.0
+    if statistic == "update ratio (log10)":
+        spread = max(spread, 3.0)  # 1e-6 .. 1 at least: a healthy run reads white-ish, not saturated
+    spread = spread if spread > 0 else 1.0
+    if statistic == "NaN/Inf":
+        index = np.where(values > 0, NONFINITE_INDEX, 127).astype(np.uint8)
+        return index, 0.0, 1.0
+    return diverging(values - centre, spread), centre, spread
+
+
+class OverviewView(View):
+    """The overview image, its statistic chooser, and the update-ratio curves.
+
+    ``open_row(index)`` is called with the row (tensor index in model order) a person clicked.
+    ``focus`` is set by the dashboard to the tensor shown (its curve is drawn in orange).
+    """
+
+    css_class = "nbw-overview"
+    kind = "picture"
+
+    def __init__(self, options: ViewOptions, open_row: Callable[[int], None] | None = None):
+        self.open_row = open_row
+        self.focus: str | None = None
+        self.statistic = widgets.Dropdown(options=list(STATISTICS), description="colour",
+                                          layout=widgets.Layout(width="280px"))
+        self.statistic.observe(self.redraw, "value")
+        self.png = widgets.Image(format="png")
+        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale(reverse=True)
+        self.image = bqplot.Image(image=self.png, scales={"x": x_scale, "y": y_scale})
+        self.image.on_element_click(self._clicked)
+        self.map = figure([self.image], x_scale, y_scale, "every parameter tensor over steps", "step",
+                          "tensor (model order)", "nbw-overview-figure", width=WIDTH)
+        self.colorbar = widgets.HTML("")
+        self.rows_note = widgets.HTML("")
+        self.rows_note.add_class("nbw-note")
+        cx, cy = bqplot.LinearScale(), bqplot.LogScale()
+        self.band = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[GREY], fill="between", fill_colors=[GREY],
+                                 fill_opacities=[0.3], stroke_width=0.5)
+        self.median = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[BLUE], stroke_width=1.5)
+        self.shown = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[ORANGE], stroke_width=1.5)
+        self.reference = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[GREY], line_style="dashed")
+        self.curves = figure([self.band, self.median, self.shown, self.reference], cx, cy,
+                             "update ratio: median of weight matrices (blue), 10–90 %, shown (orange)",
+                             "step", "update ratio", "nbw-update-ratio-figure", width=CURVE_WIDTH)
+        left = widgets.VBox([self.statistic, self.map, self.colorbar, self.rows_note])
+        super().__init__(widgets.HBox([left, self.curves], layout=widgets.Layout(flex_flow="row wrap")))
+        self.names: list[str] = []
+        self.controls = [self.statistic, self.image]
+
+    def _clicked(self, _mark, content: dict) -> None:
+        row = content.get("data", {}).get("click_y") if isinstance(content, dict) else None
+        if row is None or self.open_row is None:
+            return
+        index = int(np.floor(float(row)))
+        if 0 <= index < len(self.names):
+            self.open_row(index)
+
+    def draw(self, history, step: int | None) -> None:
+        self.names = history.names
+        steps, values = overview_values(history, self.statistic.value)
+        if not len(steps) or not self.names:
+            return self.say("the overview fills in as captures are recorded")
+        if step is not None:
+            shown = steps <= step
+            steps, values = steps[shown], values[:, shown]
+            if not len(steps):
+                return self.say("nothing recorded at or before this step")
+        self.say(None)
+        index, centre, spread = colour_rows(values, self.statistic.value)
+        png = encode_png(index, DIVERGING_PALETTE)
+        height = int(np.clip(2 * len(self.names), 120, 420))
+        if self.map.layout.height != f"{height + 80}px":
+            self.map.layout.height = f"{height + 80}px"
+        first, last = float(steps[0]), float(steps[-1]) if len(steps) > 1 else float(steps[0]) + 1
+        with self.image.hold_sync():
+            if self.png.value != png:
+                self.png.value = png
+            self.image.x, self.image.y = float32([first, last]), float32([0, len(self.names)])
+        set_ticks(self.map.axes[0], step_ticks(np.array([first, last])))
+        set_ticks(self.map.axes[1], nice_ticks(0, len(self.names) - 1, whole=True))
+        label = self.statistic.value
+        if label == "NaN/Inf":
+            bar = text("grey: a tensor with NaN/Inf at that step")
+        elif label == "update ratio (log10)":
+            bar = colorbar_html(spread, f"log10 update ratio − log10 {REFERENCE_RATIO:g} (white: {REFERENCE_RATIO:g})")
+        else:
+            bar = colorbar_html(spread, f"{label} − {centre:.3g} (the median)")
+        set_html(self.colorbar, bar)
+        set_html(self.rows_note, text(f"{len(self.names)} tensors, rows in model order: row 0 {self.names[0]} … "
+                                      f"row {len(self.names) - 1} {self.names[-1]}; click a row to open it"))
+        self._draw_curves(history, step)
+
+    def _draw_curves(self, history, step: int | None) -> None:
+        steps, ratios = history.stat_matrix("update_ratio")
+        matrices = [i for i, name in enumerate(history.names) if len(history.shape(name)) >= 2]
+        keep = thin_indices(len(steps), 160) if len(steps) else np.zeros(0, np.int64)
+        if step is not None:
+            keep = keep[steps[keep] <= step]
+        ratios = ratios[keep][:, matrices] if matrices else np.zeros((len(keep), 0))
+        with np.errstate(all="ignore"):
+            positive = np.where(ratios > 0, ratios, np.nan)
+            measured = np.isfinite(positive).any(axis=1) if positive.size else np.zeros(len(keep), bool)
+        x = float32(steps[keep][measured])
+        if not len(x):
+            return
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, mid, high = (np.nanpercentile(positive[measured], q, axis=1) for q in (10, 50, 90))
+        with self.band.hold_sync():
+            self.band.x, self.band.y = x, float32(np.stack([low, high]))
+        self.median.x, self.median.y = x, float32(mid)
+        self.reference.x, self.reference.y = float32([x[0], x[-1]]), float32([REFERENCE_RATIO, REFERENCE_RATIO])
+        if self.focus in history.names:
+            own = ratios[measured][:, matrices.index(history.names.index(self.focus))] \
+                if history.names.index(self.focus) in matrices else None
+            if own is not None and np.isfinite(own).all() and (own > 0).all():
+                self.shown.x, self.shown.y = x, float32(own)
+            else:
+                self.shown.x, self.shown.y = float32([]), float32([])
+        set_ticks(self.curves.axes[0], step_ticks(x))
