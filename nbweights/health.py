@@ -24,7 +24,8 @@ class Thresholds:
       falling (a weight growing from zero starts near 1 and falls as 1/t);
       update-ratio signals look at weights of two or more dimensions only;
     - vanishing: update ratio below ``vanishing_update`` while other layers learn, or gradient
-      norm below ``vanishing_gradient`` times the largest gradient norm of that step;
+      size per element below ``vanishing_gradient`` times the median weight matrix's at that step
+      (weight matrices and kernels only: norm gains and biases have gradients of another scale);
     - stalled: weights that do not change at all (update ratio below ``stalled_update``);
     - dead: at least ``dead_fraction`` of a module's units output exactly zero for a whole batch;
     - saturated: at least ``saturated_fraction`` of tanh/sigmoid outputs within 1 % of their limits;
@@ -77,13 +78,19 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
             signals.append(Signal(kind, name, int(steps[index]), value,
                                   message.format(name=name, step=int(steps[index]), value=value)))
 
-    grad_norms = {name: history.stats(name, of="grad")["norm"] for name in history.names}
+    # Gradient size per element (RMS), so that a 50k x 768 embedding and a 768-wide head compare;
+    # only weight matrices and kernels: norm gains and biases have gradients of another scale.
+    matrices = [name for name in history.names if len(history.shape(name)) >= 2 and np.prod(history.shape(name)) > 0]
+    grad_norms = {name: history.stats(name, of="grad")["norm"] / np.sqrt(float(np.prod(history.shape(name))))
+                  for name in matrices}
     grad_steps = {name: history.steps(name, of="grad") for name in history.names}
     p = thresholds.patience
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps (no gradients yet)
         # Every parameter's gradients are recorded at the same steps, so they stack.
-        largest_grad = np.nanmax(np.vstack(list(grad_norms.values())), axis=0) \
+        # Relative to the median matrix, not the largest: one big-gradient head (a classifier's last
+        # layer early in training) made every healthy layer of a ViT read as vanishing.
+        typical_grad = np.nanmedian(np.vstack(list(grad_norms.values())), axis=0) \
             if grad_norms and len(next(iter(grad_norms.values()))) else None
         for name in history.names:
             steps, stats = history.steps(name), history.stats(name)
@@ -104,11 +111,11 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
             fire("stalled", name, steps, ratio, ratio < thresholds.stalled_update, p,
                  "{name}: weights stopped changing at step {step}")
             tiny = (ratio >= thresholds.stalled_update) & (ratio < thresholds.vanishing_update)
-            if largest_grad is not None:
-                relative = grad_norms[name] / largest_grad
+            if typical_grad is not None and name in grad_norms:
+                relative = grad_norms[name] / typical_grad
                 tiny_grad = relative < thresholds.vanishing_gradient
                 fire("vanishing", name, grad_steps[name], relative, tiny_grad, p,
-                     "{name}: gradient {value:.2g} of the largest layer's from step {step}; "
+                     "{name}: gradient {value:.2g} of the median layer's (per element) from step {step}; "
                      "earlier layers barely learn")
             if not any(s.kind == "vanishing" and s.name == name for s in signals):
                 fire("vanishing", name, steps, ratio, tiny, p,

@@ -178,7 +178,7 @@ def test_close_stops_redrawing(trained):
     model, optimizer, watcher, dashboard = trained
     dashboard.close()
     step(model, optimizer)  # must not touch the closed widgets
-    assert dashboard._on_record not in watcher._listeners
+    assert dashboard.trigger.recorded not in watcher._listeners and dashboard.trigger.closed
 
 
 def test_bad_arguments_say_what_was_expected():

@@ -7,12 +7,11 @@ health) are one each, and the chooser lists at most a hundred entries
 :class:`nbweights.ui.scheduler.RedrawScheduler`; what it sends is measured
 (:mod:`nbweights.views.wire`).
 
-Inside a Jupyter kernel, redraws run on a daemon thread (:mod:`nbweights.ui.redrawer`): the
-watcher's listener, on the training thread, only marks the dashboard dirty. Where the kernel runs
-subshells (ipykernel 7, :mod:`nbweights.ui.subshell`), every control (the chooser, the slider,
-each view's own controls, the health buttons, a click on the overview) is heard at once, even
-while a synchronous loop trains. Elsewhere they are heard when the cell ends, which the chooser
-says; an ``async`` training cell that awaits between steps is heard at once too.
+When it redraws is :mod:`nbweights.ui.trigger`'s business. Where the kernel runs subshells
+(ipykernel 7, :mod:`nbweights.ui.subshell`), every control (the chooser, the slider, each view's
+own controls, the health buttons, a click on the overview) is heard at once, even while a
+synchronous loop trains; elsewhere when the cell ends (the chooser says so), or at once from an
+``async`` training cell that awaits between steps.
 
 >>> w = nbw.watch(model, optimizer)
 >>> w.dashboard.configure(class_names=["T-shirt", "Trouser", ...])   # or just `w` in a cell
@@ -29,16 +28,19 @@ import ipywidgets as widgets
 
 from ..health import SignalSearch
 from ..views import View, ViewOptions, close_tree, measure
+from ..views.markup import text
 from ..views.health import HealthView
 from ..views.layer_table import LayerTableView
 from ..views.metrics import MetricsView
 from ..views.overview import OverviewView
 from .navigator import Navigator
 from .panels import ACTIVATION_PREFIX, Panel, PanelCache, entries_of
-from .redrawer import RedrawThread
 from .scheduler import RedrawScheduler
+from .status import status_line
+from .steps import StepControls
 from .style import STYLE
 from .subshell import route_to_subshell
+from .trigger import RedrawTrigger, in_kernel
 
 log = logging.getLogger("nbweights")
 
@@ -93,17 +95,9 @@ class Dashboard(widgets.VBox):
         self.panels = PanelCache(cached_panels)
         self.navigator = Navigator(self._entries, self.select)
         self.dropdown = self.navigator.dropdown
-        latest = self.history.latest_step or 0
-        self.slider = widgets.IntSlider(min=0, max=latest, value=latest, description="step",
-                                        layout=widgets.Layout(width="420px"))
-        # The Play starts at the latest step too: its value is linked to the slider's in the
-        # browser, and a Play at 0 pulled a dashboard shown after training back to step 0.
-        self.play = widgets.Play(min=0, max=latest, value=latest, interval=150, layout=widgets.Layout(width="90px"))
-        # Only the value is linked: the kernel sets both maxima (a linked max came back late and
-        # clamped the kernel's slider to an old step, which switched "follow latest" off).
-        self.links = [widgets.jslink((self.play, "value"), (self.slider, "value"))]
-        self.follow = widgets.ToggleButton(value=True, description="follow latest", icon="forward",
-                                           tooltip="show each new step as it is recorded")
+        self.steps = StepControls(self.history.latest_step or 0, self._on_step)
+        self.slider, self.play, self.follow = self.steps.slider, self.steps.play, self.steps.follow
+        self.links = self.steps.links
         self.status = widgets.HTML("")
         self.status.add_class("nbw-status")
         self.panel_box = widgets.Box([], layout=widgets.Layout(min_height="280px"))
@@ -111,12 +105,8 @@ class Dashboard(widgets.VBox):
         self.overview = OverviewView(self.options, open_row=lambda row: self.select(self.history.names[row]))
         self.table, self.metrics = LayerTableView(self.options), MetricsView(self.options)
         self.health = HealthView(self.options, select=self.select, can_select=self.can_select)
-        for widget, css in ((self.slider, "nbw-step"), (self.play, "nbw-play"), (self.follow, "nbw-follow")):
-            widget.add_class(css)
-        steps = widgets.HBox([self.play, self.slider, self.follow])
-        steps.add_class("nbw-controls")
         model_views = [self.overview.widget] if len(self._entries) >= 40 else []
-        super().__init__([widgets.HTML(STYLE), self.navigator.widget, steps, self.status, *model_views,
+        super().__init__([widgets.HTML(STYLE), self.navigator.widget, self.steps.widget, self.status, *model_views,
                           self.panel_box, *([] if model_views else [self.overview.widget]), self.metrics.widget,
                           self.table.widget, self.health.widget])
         self.add_class("nbw-dashboard")
@@ -125,30 +115,23 @@ class Dashboard(widgets.VBox):
         self.last_redraw_seconds = 0.0
         self.last_redraw_bytes = 0
         self._wanted = self._entries[0] if self._entries else None
-        self._pending = self._unsettled = self._settle = False
-        self._moving_slider = False
         self._closed = False
         self._failed: set[tuple[str, str]] = set()
-        self._last_record = self._last_redraw_end = float("-inf")
-        self.slider.observe(self._on_scrub, "value")
-        self.follow.observe(self._on_follow, "value")
         for view in (self.overview, self.metrics, self.table, self.health):
             view.lock = self.lock
         #: Whether the kernel hears the controls while a cell runs (kernel subshell routing).
-        self.selection_known = self._ipython_kernel() and all(
-            route_to_subshell(w) for w in [*self.navigator.widgets, self.slider, self.follow,
+        self.selection_known = in_kernel() and all(
+            route_to_subshell(w) for w in [*self.navigator.widgets, *self.steps.widgets,
                                            self.overview.statistic, self.overview.image])
         self.health.on_new_button = route_to_subshell if self.selection_known else None
-        if self._ipython_kernel() and not self.selection_known:
+        if in_kernel() and not self.selection_known:
             self.navigator.note.value = HEARD_AFTER_CELL
         if threaded is None:
-            threaded = self.watcher is not None and self._ipython_kernel()
-        self._thread = RedrawThread(self._draw_from_thread, self._max_fps) if threaded else None
+            threaded = self.watcher is not None and in_kernel()
+        self.trigger = RedrawTrigger(lambda settle: self.redraw(settle=settle), self._max_fps, threaded,
+                                     before_settle=self.search.expire)
         if self.watcher is not None:
-            self.watcher.add_listener(self._on_record)
-        self._ipython = _ipython()
-        if self._ipython is not None:
-            self._ipython.events.register("post_run_cell", self._after_cell)
+            self.watcher.add_listener(self.trigger.recorded)
         self.redraw(full=True)
 
     # ----- public -------------------------------------------------------------------------
@@ -165,12 +148,12 @@ class Dashboard(widgets.VBox):
     @property
     def dirty(self) -> bool:
         """Whether something recorded waits to be drawn (by the next redraw, or the cell's end)."""
-        return self._pending
+        return self.trigger.pending
 
     @property
     def threaded(self) -> bool:
         """Whether redraws run on the dashboard's own thread."""
-        return self._thread is not None
+        return self.trigger.thread is not None
 
     @property
     def max_fps(self) -> float:
@@ -179,8 +162,7 @@ class Dashboard(widgets.VBox):
     @max_fps.setter
     def max_fps(self, value: float) -> None:
         self._max_fps = _positive("max_fps", value)
-        if self._thread is not None:
-            self._thread.max_fps = self._max_fps
+        self.trigger.set_max_fps(self._max_fps)
 
     def panel(self, name: str) -> Panel:
         """The views of an entry, built if need be: a parameter's qualified name
@@ -212,7 +194,7 @@ class Dashboard(widgets.VBox):
             self._wanted = entry
             self.navigator.relist(entry)
             self.scheduler.expire("pictures")
-        self._request()
+        self.trigger.request()
         return True
 
     def configure(self, *, image_shape: Sequence[int] | None = None,
@@ -236,27 +218,22 @@ class Dashboard(widgets.VBox):
     def flush(self) -> None:
         """Draw everything that is due now, on this thread: what a cell's end does (for tests,
         scripts and a loaded history)."""
-        self._unsettled = self._pending = False
+        self.trigger.settled()
         self.search.expire()
         self.redraw(full=True)
 
     def close(self) -> None:
         """Stop redrawing and close every widget of the dashboard (the watcher keeps recording)."""
         self._closed = True
-        if getattr(self, "_thread", None) is not None:
-            self._thread.stop()
-        if getattr(self, "watcher", None) is not None:
-            self.watcher.remove_listener(self._on_record)
-        if getattr(self, "_ipython", None) is not None:
-            try:
-                self._ipython.events.unregister("post_run_cell", self._after_cell)
-            except ValueError:
-                pass
+        if hasattr(self, "trigger"):
+            self.trigger.close()
+            if self.watcher is not None:
+                self.watcher.remove_listener(self.trigger.recorded)
         with getattr(self, "lock", nullcontext()):
             if hasattr(self, "panels"):
                 self.panels.clear()
-            for link in getattr(self, "links", []):
-                link.close()
+            if hasattr(self, "steps"):
+                self.steps.close()
             close_tree(self, root=False)
             super().close()
 
@@ -274,13 +251,13 @@ class Dashboard(widgets.VBox):
 
     def _redraw(self, full: bool) -> None:
         started = time.perf_counter()
-        self._pending = False
-        if len(entries_of(self.history)) != len(self._entries):
-            self._entries = entries_of(self.history)  # w.probe(x) added modules
-            self.navigator.set_entries(self._entries, self._wanted)
-        step = None if self.follow.value else self.slider.value
+        self.trigger.drawn()
         with measure() as sent:
-            self._update_controls()
+            if len(entries_of(self.history)) != len(self._entries):
+                self._entries = entries_of(self.history)  # w.probe(x) added modules
+                self.navigator.set_entries(self._entries, self._wanted)
+            self.steps.catch_up(self.history.latest_step or 0)
+            step = self.steps.step
             if self._wanted is not None and (self.shown is None or self.shown.name != self._wanted):
                 self.shown = self._panel(self._wanted)
                 self.panel_box.children = [self.shown.widget]
@@ -326,112 +303,12 @@ class Dashboard(widgets.VBox):
                 except Exception:
                     pass
 
-    def _update_controls(self) -> None:
-        latest = self.history.latest_step or 0
-        self._moving_slider = True
-        try:
-            # The max and the value go in separate messages, the max first. In one message the
-            # browser's slider applies the max first, and its noUiSlider reports its handle, still
-            # at the old step, as a change of value: that old step came back to the kernel, which
-            # took it for a person scrubbing and switched "follow latest" off.
-            if self.slider.max != latest:
-                self.play.max = self.slider.max = latest  # the Play's too: the kernel clamps its value
-            if self.follow.value and self.slider.value != latest:
-                self.slider.value = latest
-        finally:
-            self._moving_slider = False
-
     def _draw_status(self) -> None:
-        latest = self.history.latest_step or 0
-        names = self.history.names
-        parts = [f"step {latest}", f"{len(self.history.steps(names[0])) if names else 0} snapshots"]
-        overhead = getattr(getattr(self.watcher, "pacer", None), "overhead", None)
-        if overhead is not None:
-            parts.append(f"capture overhead {overhead:.1%}")
-        if self.last_redraw_seconds:
-            parts.append(f"redraw {1000 * self.last_redraw_seconds:.1f} ms, {self.last_redraw_bytes / 1024:.0f} KB")
-        failures = getattr(self.watcher, "failures", None)
-        if failures:
-            parts.append(f"capture failed for {len(failures)}: {', '.join(list(failures)[:3])}")
-        markup = " · ".join(parts)
+        markup = text(status_line(self.history, self.watcher, self.last_redraw_seconds, self.last_redraw_bytes))
         if self.status.value != markup:
-            from ..views.markup import text
-            self.status.value = text(markup)
+            self.status.value = markup
 
     # ----- events (any thread) ------------------------------------------------------------
-    def _draw_from_thread(self) -> None:
-        settle, self._settle = self._settle, False
-        self.redraw(settle=settle)
-
-    def _on_record(self, step: int) -> None:
-        """Watcher listener, on the training thread: mark dirty (threaded), or redraw at most
-        ``max_fps`` times a second."""
-        self._last_record = time.perf_counter()
-        self._unsettled = True
-        if self._thread is not None:
-            self._pending = True
-            self._thread.request()
-            return
-        if self._last_record - self._last_redraw_end < 1.0 / self._max_fps:
-            self._pending = True  # drawn by the next redraw, or after the cell ends
-            return
-        self._safe_redraw()
-
-    def _after_cell(self, *_: Any) -> None:
-        """IPython's post_run_cell: the run is over, draw what was left for later."""
-        if self._closed or not (self._pending or self._unsettled):
-            return
-        self._unsettled = False
-        self.search.expire()
-        if self._thread is not None:
-            self._settle = True
-            self._thread.request()
-        else:
-            self._safe_redraw(settle=True)
-
-    def _safe_redraw(self, settle: bool = False) -> None:
-        try:
-            self.redraw(settle=settle)
-        except Exception:
-            log.exception("nbweights: dashboard redraw failed")
-        self._last_redraw_end = time.perf_counter()
-
-    def _request(self) -> None:
-        """Redraw soon: on the redraw thread; else now, unless this is a subshell thread while
-        training runs on the main thread (then the next capture's redraw draws it)."""
-        if self._closed:
-            return
-        if self._thread is not None:
-            self._thread.request()
-        elif threading.current_thread() is threading.main_thread() or \
-                time.perf_counter() - self._last_record > 0.5:
-            self._safe_redraw()
-        else:
-            self._pending = True
-
-    def _on_scrub(self, change: dict) -> None:
-        if self._moving_slider:
-            return
-        if self.follow.value and change["new"] != (self.history.latest_step or 0):
-            with self.lock:
-                self.follow.value = False  # redraws via _on_follow
-        else:
-            self.scheduler.expire("pictures")
-            self._request()
-
-    def _on_follow(self, change: dict) -> None:
+    def _on_step(self) -> None:
         self.scheduler.expire("pictures")
-        self._request()
-
-    @staticmethod
-    def _ipython_kernel() -> bool:
-        shell = _ipython()
-        return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _ipython():
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
+        self.trigger.request()

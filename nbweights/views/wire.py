@@ -43,24 +43,26 @@ class Sent:
 
 def _counting_send(original):
     def _send(self, msg, buffers=None):
-        for counter in getattr(_local, "counters", ()):
-            counter.add(msg, buffers)
-        return original(self, msg, buffers)
+        if getattr(_local, "sending", False):  # wrapped twice (see metered): counted already
+            return original(self, msg, buffers)
+        _local.sending = True
+        try:
+            for counter in getattr(_local, "counters", ()):
+                counter.add(msg, buffers)
+            return original(self, msg, buffers)
+        finally:
+            _local.sending = False
 
     _send.nbweights_metered = True
     _send.__wrapped__ = original
     return _send
 
 
-_installed = False
-
-
 def metered() -> None:
-    """Make ``ipywidgets.Widget._send`` report to the active counters (once per process: code
-    that wraps ``_send`` again after us still reaches our counter through its original)."""
-    global _installed
-    if not _installed:
-        _installed = True
+    """Make ``ipywidgets.Widget._send`` report to the active counters. Called at every
+    :func:`measure`: if other code replaced ``_send`` since (a profiler, a test's spy), ours wraps
+    it again; a message that passes two of our wrappers is counted once."""
+    if not getattr(ipywidgets.Widget._send, "nbweights_metered", False):
         ipywidgets.Widget._send = _counting_send(ipywidgets.Widget._send)
 
 
