@@ -11,7 +11,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     packages=find_packages(include=["nbweights", "nbweights.*"]),
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # type aliases use X | Y at run time (PEP 604)
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",

@@ -11,3 +11,19 @@ from torch import nn
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+#: Test files that run notebooks, browsers, benchmarks or subprocess jobs: all of them "slow".
+SLOW_FILES = ("test_notebooks.py", "test_benchmarks.py")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (browser, notebooks, "
+                                       "benchmarks, real trainers); `pytest -m 'not slow'` skips them")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path
+        if "browser" in path.parts or path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

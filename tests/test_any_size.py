@@ -79,7 +79,7 @@ def test_filtering_then_choosing_opens_the_1000th_tensor():
     assert [v for _, v in dashboard.navigator.module.options][:3] == ["", "layers", "layers.0"]
 
 
-def test_the_model_overview_has_a_row_per_tensor_and_a_click_opens_it():
+def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     from tests.test_views import decode_png
     model = stack_of(3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -92,10 +92,11 @@ def test_the_model_overview_has_a_row_per_tensor_and_a_click_opens_it():
     dashboard.flush()
     pixels = decode_png(dashboard.overview.png.value)
     assert pixels.shape[:2] == (30, 5)  # 30 tensors x 5 recorded steps
-    assert list(dashboard.overview.image.y) == [0, 30]
-    dashboard.overview._clicked(dashboard.overview.image, {"event": "element_click",
-                                                           "data": {"click_x": 2.0, "click_y": 17.4}})
-    assert dashboard.selected == 17 and dashboard.dropdown.value == watcher.history.names[17]
+    options = dashboard.overview.open.options
+    assert len(options) == 13 and options[0][1] == -1  # the 12 rows that stand out most, then open one
+    row = options[3][1]
+    dashboard.overview.open.value = row
+    assert dashboard.selected == row and dashboard.dropdown.value == watcher.history.names[row]
 
 
 def test_max_fps_is_checked_by_the_setter_as_by_the_constructor():

@@ -354,7 +354,7 @@ def test_a_view_that_does_not_apply_says_so():
     _, dashboard, _ = watched(model)
     bias = dashboard.panel("bias")
     assert not any(isinstance(v, HeatmapView) for v in bias.pictures)
-    notes = bias.widget.tooltip  # views that do not apply take no space; the reasons show on hover
+    notes = "; ".join(bias.reasons)  # views that do not apply take no space; reasons kept
     assert "heatmap: needs a 2-D weight matrix; bias has shape (2,)" in notes
     assert "filters: needs a 4-D convolution weight" in notes
     assert len(bias.widget.children[1].children) == len(bias.pictures) == 1  # trajectories only

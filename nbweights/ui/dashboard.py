@@ -9,7 +9,7 @@ health) are one each, and the chooser lists at most a hundred entries
 
 When it redraws is :mod:`nbweights.ui.trigger`'s business. Where the kernel runs subshells
 (ipykernel 7, :mod:`nbweights.ui.subshell`), every control (the chooser, the slider, each view's
-own controls, the health buttons, a click on the overview) is heard at once, even while a
+own controls, the health buttons, the overview's "open" list) is heard at once, even while a
 synchronous loop trains; elsewhere when the cell ends (the chooser says so), or at once from an
 ``async`` training cell that awaits between steps.
 
@@ -122,7 +122,7 @@ class Dashboard(widgets.VBox):
         #: Whether the kernel hears the controls while a cell runs (kernel subshell routing).
         self.selection_known = in_kernel() and all(
             route_to_subshell(w) for w in [*self.navigator.widgets, *self.steps.widgets,
-                                           self.overview.statistic, self.overview.image])
+                                           self.overview.statistic, self.overview.open])
         self.health.on_new_button = route_to_subshell if self.selection_known else None
         if in_kernel() and not self.selection_known:
             self.navigator.note.value = HEARD_AFTER_CELL

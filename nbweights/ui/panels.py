@@ -30,7 +30,7 @@ class Panel:
     """The views of one entry that apply to it, in one box: curves on top, pictures below.
 
     Views that do not apply are not built and take no space; why they do not is kept in
-    ``reasons`` (shown as the box's tooltip).
+    ``reasons``.
     """
 
     def __init__(self, history, name: str, options: ViewOptions):
@@ -50,7 +50,6 @@ class Panel:
         pictures = widgets.HBox([v.widget for v in self.pictures], layout=widgets.Layout(flex_flow="row wrap"))
         self.widget = widgets.VBox([row, pictures], layout=widgets.Layout(min_height="280px"))
         self.widget.add_class("nbw-panel")
-        self.widget.tooltip = "; ".join(self.reasons) or None
 
     @property
     def views(self) -> list[View]:

@@ -3,8 +3,9 @@
 One image: a row per parameter tensor in model order, a column per recorded step (thinned to
 :data:`MAX_COLUMNS`), the colour a chosen statistic — by default log10 of the update ratio
 ‖Δw‖/‖w‖ on a diverging map centred on the customary 1e-3 (blue: barely learning, red: updates
-large against the weights). One PNG of at most ``tensors x MAX_COLUMNS`` pixels, drawn on a bqplot
-Image mark so that a click on a row opens that tensor. Beside it, the update ratio against step:
+large against the weights). One PNG of at most ``tensors x MAX_COLUMNS`` pixels (an ipywidgets Image:
+bqplot's Image mark failed to render in JupyterLab 4.6 here), with an "open" list of the rows that
+stand out most at the step shown, choosing one opens that tensor. Beside it, the update ratio against step:
 the median over the weight matrices, their 10–90 % band, and the tensor shown.
 """
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from .base import View, ViewOptions
 from .colors import BLUE, DIVERGING_PALETTE, GREY, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png
 from .figures import figure, float32, nice_ticks, set_ticks, step_ticks, thin_indices
-from .markup import set_html, text
+from .markup import set_html, text, title
 
 #: Statistics the overview can colour by: label -> (stat of History.stat_matrix, group, log10, centre).
 STATISTICS = {
@@ -86,12 +87,14 @@ class OverviewView(View):
         self.statistic = widgets.Dropdown(options=list(STATISTICS), description="colour",
                                           layout=widgets.Layout(width="280px"))
         self.statistic.observe(self.redraw, "value")
-        self.png = widgets.Image(format="png")
-        x_scale, y_scale = bqplot.LinearScale(), bqplot.LinearScale(reverse=True)
-        self.image = bqplot.Image(image=self.png, scales={"x": x_scale, "y": y_scale})
-        self.image.on_element_click(self._clicked)
-        self.map = figure([self.image], x_scale, y_scale, "every parameter tensor over steps", "step",
-                          "tensor (model order)", "nbw-overview-figure", width=WIDTH)
+        self.png = widgets.Image(format="png", layout=widgets.Layout(width=f"{WIDTH}px", height="200px",
+                                                                    object_fit="fill"))
+        self.png.add_class("nbw-pixelated")
+        self.png.add_class("nbw-overview-image")
+        self.map_title = widgets.HTML("")
+        self.open = widgets.Dropdown(description="open", options=[("rows that stand out", -1)], value=-1,
+                                     layout=widgets.Layout(width=f"{WIDTH}px"))
+        self.open.observe(self._chosen, "value")
         self.colorbar = widgets.HTML("")
         self.rows_note = widgets.HTML("")
         self.rows_note.add_class("nbw-note")
@@ -104,18 +107,23 @@ class OverviewView(View):
         self.curves = figure([self.band, self.median, self.shown, self.reference], cx, cy,
                              "update ratio: median of weight matrices (blue), 10–90 %, shown (orange)",
                              "step", "update ratio", "nbw-update-ratio-figure", width=CURVE_WIDTH)
-        left = widgets.VBox([self.statistic, self.map, self.colorbar, self.rows_note])
+        left = widgets.VBox([self.statistic, self.map_title, self.png, self.colorbar, self.rows_note, self.open])
         super().__init__(widgets.HBox([left, self.curves], layout=widgets.Layout(flex_flow="row wrap")))
         self.names: list[str] = []
-        self.controls = [self.statistic, self.image]
+        self.controls = [self.statistic, self.open]
 
-    def _clicked(self, _mark, content: dict) -> None:
-        row = content.get("data", {}).get("click_y") if isinstance(content, dict) else None
-        if row is None or self.open_row is None:
-            return
-        index = int(np.floor(float(row)))
-        if 0 <= index < len(self.names):
-            self.open_row(index)
+    def _chosen(self, change: dict) -> None:
+        row = change["new"]
+        if row is not None and row >= 0 and self.open_row is not None and row < len(self.names):
+            self.open_row(row)
+
+    def _standouts(self, values: np.ndarray, centre: float, most: int = 12) -> list[tuple[str, int]]:
+        """Dropdown options: the rows farthest from the centre in the last column shown."""
+        last = values[:, -1] if values.shape[1] else np.zeros(len(self.names))
+        distance = np.where(np.isfinite(last), np.abs(last - centre), -1.0)
+        order = [int(i) for i in np.argsort(-distance, kind="stable")[:most] if distance[i] >= 0]
+        return [("rows that stand out", -1)] + [
+            (f"row {i}: {self.names[i]} ({last[i]:.3g})", i) for i in order]
 
     def draw(self, history, step: int | None) -> None:
         self.names = history.names
@@ -130,16 +138,17 @@ class OverviewView(View):
         self.say(None)
         index, centre, spread = colour_rows(values, self.statistic.value)
         png = encode_png(index, DIVERGING_PALETTE)
-        height = int(np.clip(2 * len(self.names), 120, 420))
-        if self.map.layout.height != f"{height + 80}px":
-            self.map.layout.height = f"{height + 80}px"
-        first, last = float(steps[0]), float(steps[-1]) if len(steps) > 1 else float(steps[0]) + 1
-        with self.image.hold_sync():
-            if self.png.value != png:
-                self.png.value = png
-            self.image.x, self.image.y = float32([first, last]), float32([0, len(self.names)])
-        set_ticks(self.map.axes[0], step_ticks(np.array([first, last])))
-        set_ticks(self.map.axes[1], nice_ticks(0, len(self.names) - 1, whole=True))
+        height = f"{int(np.clip(2 * len(self.names), 120, 420))}px"
+        if self.png.layout.height != height:
+            self.png.layout.height = height
+        if self.png.value != png:
+            self.png.value = png
+        set_html(self.map_title, title(f"every parameter tensor (rows) over steps {int(steps[0])}–{int(steps[-1])} "
+                                       f"(columns): {self.statistic.value}"))
+        options = self._standouts(values, centre)
+        if list(self.open.options) != options:
+            self.open.options = options
+            self.open.value = -1
         label = self.statistic.value
         if label == "NaN/Inf":
             bar = text("grey: a tensor with NaN/Inf at that step")
@@ -149,7 +158,7 @@ class OverviewView(View):
             bar = colorbar_html(spread, f"{label} − {centre:.3g} (the median)")
         set_html(self.colorbar, bar)
         set_html(self.rows_note, text(f"{len(self.names)} tensors, rows in model order: row 0 {self.names[0]} … "
-                                      f"row {len(self.names) - 1} {self.names[-1]}; click a row to open it"))
+                                      f"row {len(self.names) - 1} {self.names[-1]}; open one below"))
         self._draw_curves(history, step)
 
     def _draw_curves(self, history, step: int | None) -> None:
