@@ -31,7 +31,7 @@ FIELDS = (
     "sample_sq",     # sum of squares of the sample (denominator of the update ratio)
     "delta_sq",      # sum of squared changes of the sample since the pre-step read; NaN if none
 )
-_DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "range", "sampled", "sample_zeros", "sample_sq", "delta_sq")
+_DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "sample_sq", "sampled", "sample_zeros", "delta_sq", "range")
 _COLUMN = {name: i for i, name in enumerate(_DEVICE_FIELDS)}
 
 
@@ -98,75 +98,172 @@ def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tens
     return torch.randperm(numel, generator=generator)[:sample_size].sort().values
 
 
-class SummaryPlan:
-    """What to read from one group of tensors on one device: sample indices and row ids.
+#: Up to this many tensors, per-tensor reductions come from one slice each (a few
+#: microseconds); beyond it, from one segmented reduction over all of them.
+_FEW_RUNS = 16
 
-    Built once per watched group; :func:`take_sample` and :func:`summarize` use it at each capture.
+
+class SummaryPlan:
+    """What to read from one group of tensors on one device, prepared once: sample indices,
+    the layout of the concatenated sample and the index tensors that map it to rows.
+
+    Built once per watched group; :func:`take_sample` and :func:`summarize` use it at each
+    capture, so that a capture runs a fixed, small number of batched operations whatever the
+    number of small tensors. :meth:`joined` lays two plans end to end (weights, then gradients)
+    so that one :func:`summarize` covers both.
     """
 
     def __init__(self, numels: Sequence[int], sample_size: int | None, device: torch.device,
                  seed: int = 0):
         self.numels = list(numels)
-        self.device = device
+        self.device = torch.device(device)
         self.indices = [None if idx is None else idx.to(device)
                         for idx in (sample_indices(n, sample_size, seed + i) for i, n in enumerate(self.numels))]
+        whole = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is None and n > 0]
+        self._prepare(whole + [i for i in range(len(self.numels)) if i not in set(whole)])
+
+    @classmethod
+    def joined(cls, first: "SummaryPlan", second: "SummaryPlan") -> "SummaryPlan":
+        """One plan for ``first``'s tensors followed by ``second``'s; ``first``'s sample is the
+        start of its sample (so a before-sample of ``first`` measures the update here too)."""
+        plan = cls.__new__(cls)
+        plan.numels, plan.device = first.numels + second.numels, first.device
+        plan.indices = first.indices + second.indices
+        plan._prepare(first.order + [len(first.numels) + i for i in second.order])
+        return plan
+
+    def _prepare(self, order: list[int]) -> None:
+        device, numels = self.device, self.numels
         #: Tensors no larger than the sample are in it whole: their exact moments come from
-        #: batched reductions over the sample. The others get their own exact reductions.
-        self.whole = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is None and n > 0]
-        self.large = [i for i in range(len(self.numels)) if i not in set(self.whole)]
-        #: The sample holds one run per tensor, the whole tensors first.
-        self.order = self.whole + self.large
-        lengths = [self.numels[i] if self.indices[i] is None else len(self.indices[i]) for i in self.order]
-        self.whole_elements = sum(lengths[: len(self.whole)])
-        self.rows = torch.repeat_interleave(torch.tensor(self.order, dtype=torch.long),
+        #: reductions over the sample. The others ("large") get their own exact reductions.
+        self.whole = [i for i in order if self.indices[i] is None and numels[i] > 0]
+        self.large = [i for i in order if i not in set(self.whole)]
+        self.read = [i for i in self.large if numels[i] > 0]  # large and not empty
+        #: The sample holds one run per tensor in this order (whole tensors first in a plain plan).
+        self.order = order
+        lengths = [numels[i] if self.indices[i] is None else len(self.indices[i]) for i in order]
+        self.run_lengths = lengths
+        self.sample_length = sum(lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
+        self._spans = list(zip(starts[:-1], starts[1:]))
+        self.whole_elements = sum(n for i, n in zip(order, lengths) if i in set(self.whole))
+        #: Consecutive whole tensors are flattened by one call; each large one is gathered.
+        self._pieces: list[list[int] | int] = []
+        for i in order:
+            if i in set(self.whole):
+                if self._pieces and isinstance(self._pieces[-1], list):
+                    self._pieces[-1].append(i)
+                else:
+                    self._pieces.append([i])
+            elif numels[i] > 0:
+                self._pieces.append(i)
+        #: Row (tensor position) of each sample element.
+        self.rows = torch.repeat_interleave(torch.tensor(order, dtype=torch.long),
                                             torch.tensor(lengths, dtype=torch.long)).to(device)
         self._lengths = torch.tensor(lengths, dtype=torch.long, device=device)
-        self._whole_lengths = self._lengths[: len(self.whole)]
-        self.order_index = torch.tensor(self.order, dtype=torch.long, device=device)
+        self.order_index = torch.tensor(order, dtype=torch.long, device=device)
         self.whole_index = torch.tensor(self.whole, dtype=torch.long, device=device)
         self.large_index = torch.tensor(self.large, dtype=torch.long, device=device)
+        #: Positions among the runs of the large tensors, and of the read ones among the large.
+        self._large_runs = torch.tensor([order.index(i) for i in self.large], dtype=torch.long, device=device)
+        self._read_in_large = torch.tensor([self.large.index(i) for i in self.read], dtype=torch.long,
+                                           device=device)
+        #: From the order of the runs back to tensor order (None: they are in order).
+        self.to_tensor_order = None if order == list(range(len(order))) else \
+            torch.tensor(np.argsort(order), dtype=torch.long, device=device)
+        self._run_numels = torch.tensor([numels[i] for i in order], dtype=torch.float32, device=device)
+        self._nonempty_runs = [r for r, n in enumerate(lengths) if n > 0]
         # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
-        self._segment = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
+        self._segment = hasattr(torch, "segment_reduce") and self.device.type == "cpu"
+        self._by_bins: dict[int, torch.Tensor] = {}
+        self._no_update = torch.full((len(order), 1), float("nan"), device=device)
+        self._no_before: dict[int, torch.Tensor] = {}
+
+    def first_bins(self, bins: int) -> torch.Tensor:
+        """Index of the first histogram bin of each sample element's row, in a flat [T * bins]."""
+        if bins not in self._by_bins:
+            self._by_bins[bins] = self.rows * bins
+        return self._by_bins[bins]
+
+    def unmeasured(self, covered: int) -> torch.Tensor:
+        """NaN for the sample elements after the first ``covered``: no before-sample for them."""
+        if covered not in self._no_before:
+            self._no_before[covered] = torch.full((self.sample_length - covered,), float("nan"), device=self.device)
+        return self._no_before[covered]
+
+    def run_sums(self, columns: torch.Tensor) -> torch.Tensor:
+        """Sums of ``columns`` [k, sample elements] over each run: [runs, k], in run order."""
+        if len(self._spans) <= _FEW_RUNS:  # a slice per run beats one segmented reduction here
+            return torch.stack([columns[:, a:b].sum(1) for a, b in self._spans])
+        if self._segment:
+            try:  # reduces contiguous runs: about half the time of index_add_ on CPU
+                lengths = self._lengths.expand(len(columns), -1)
+                return torch.segment_reduce(columns, "sum", lengths=lengths, axis=1).T
+            except (RuntimeError, NotImplementedError):
+                self._segment = False  # not on this device: scatter from now on
+        out = torch.zeros(len(columns), len(self.numels), dtype=columns.dtype, device=columns.device)
+        out.index_add_(1, self.rows, columns)
+        return out.T.index_select(0, self.order_index)
+
+    def run_min_max(self, sample: torch.Tensor) -> torch.Tensor:
+        """``[min, max]`` of each run of the sample: [runs, 2], in run order (0 for empty runs)."""
+        if hasattr(torch, "_foreach_max"):
+            # Two multi-tensor calls over views of the runs, whatever their number.
+            nonempty = self._nonempty_runs
+            runs = [torch.split(values, self.run_lengths) for values in (sample.neg(), sample)]
+            found = torch.stack([torch.stack(torch._foreach_max([part[r] for r in nonempty])) for part in runs], 1)
+            found[:, 0].neg_()
+        else:
+            found = torch.stack([self.per_row(sample, how) for how in ("min", "max")], 1).index_select(
+                0, self.order_index[self._nonempty_runs])
+        if len(self._nonempty_runs) == len(self._spans):
+            return found
+        return torch.zeros(len(self._spans), 2, device=sample.device).index_copy_(
+            0, torch.tensor(self._nonempty_runs, device=sample.device), found)
 
     def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
         """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
-        tensor's run, in tensor order. With ``whole_only``, ``values`` covers only the whole
-        tensors' runs and the result holds one value per tensor of :attr:`whole`."""
-        lengths = self._whole_lengths if whole_only else self._lengths
+        tensor's run, in tensor order. With ``whole_only``, the result holds one value per
+        tensor of :attr:`whole`."""
         if self._segment:
-            try:  # reduces contiguous runs: about half the time of index_add_ on CPU
-                reduced = torch.segment_reduce(values, how, lengths=lengths)
-                if whole_only:
-                    return reduced
-                return torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
+            try:
+                reduced = torch.segment_reduce(values, how, lengths=self._lengths)
+                out = torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
+                return out.index_select(0, self.whole_index) if whole_only else out
             except (RuntimeError, NotImplementedError):
-                self._segment = False  # not on this device: scatter from now on
-        rows = self.rows[: len(values)]
+                self._segment = False
         out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
         if how == "sum":
-            out.index_add_(0, rows, values)
+            out.index_add_(0, self.rows, values)
         else:
-            out.scatter_reduce_(0, rows, values, "amin" if how == "min" else "amax", include_self=False)
+            out.scatter_reduce_(0, self.rows, values, "amin" if how == "min" else "amax", include_self=False)
         return out.index_select(0, self.whole_index) if whole_only else out
 
 
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().reshape(-1)
+
+
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The sampled elements of every tensor, concatenated, as float32 on the tensors' device."""
-    parts = []
-    for i in plan.order:
-        tensor, idx = tensors[i], plan.indices[i]
-        flat = tensor.detach().reshape(-1)
-        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
-        parts.append((flat if idx is None else flat.index_select(0, idx)).float())
-    if not parts:
+    """The sampled elements of every tensor, concatenated in :attr:`SummaryPlan.order`, as
+    float32 on the tensors' device."""
+    if not plan._pieces:
         return torch.zeros(0, device=plan.device)
-    return torch.cat(parts)
+    with torch.no_grad():
+        # One C++ call lays consecutive whole tensors end to end: no Python op per tensor;
+        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
+        parts = [torch._C._nn.flatten_dense_tensors([tensors[i] for i in piece]) if isinstance(piece, list)
+                 else _flat(tensors[piece]).index_select(0, plan.indices[piece]) for piece in plan._pieces]
+        # A copy, always (one whole tensor flattens to a view): a before-sample must not follow
+        # the weights through the optimizer step.
+        sample = torch.cat(parts) if len(parts) > 1 or plan._pieces == [plan.whole[:1]] else parts[0]
+        return sample if sample.dtype == torch.float32 else sample.float()
 
 
 def _quantized_range(max_abs: torch.Tensor) -> torch.Tensor:
-    """Smallest 2**(k/4) at or above ``max_abs`` (0 where max_abs is 0): edges that rarely move."""
-    exponent = torch.ceil(4 * torch.log2(max_abs.clamp_min(1e-30))) / 4
-    return torch.where(max_abs > 0, torch.exp2(exponent), torch.zeros_like(max_abs))
+    """Smallest 2**(k/4) at or above ``max_abs`` (0 where max_abs is 0, or NaN/Inf): edges that
+    rarely move. (log2(0) = -inf, and exp2(-inf) = 0.)"""
+    return torch.log2(max_abs).mul_(4).ceil_().div_(4).exp2_().nan_to_num_(0.0, 0.0, 0.0)
 
 
 def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -181,51 +278,81 @@ def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return low.float(), high.float(), flat.sum(dtype=torch.float32), norm * norm
 
 
+def _large_moments(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[len(plan.read), 4]: exact min, max, sum and sum of squares of each large tensor."""
+    flats = [_flat(tensors[i]) for i in plan.read]
+    if not flats:
+        return torch.zeros(0, 4, device=plan.device)
+    if all(f.dtype == torch.float32 for f in flats) and hasattr(torch, "_foreach_powsum"):
+        # aminmax costs one read here; the squares of all tensors come from one multi-tensor call.
+        firsts = [value for f in flats for value in (*torch.aminmax(f), f.sum())]
+        squares = torch.stack(torch._foreach_powsum(flats, 2))
+        return torch.cat([torch.stack(firsts).view(-1, 3), squares[:, None]], 1)
+    return torch.stack([torch.stack([v.float() for v in _reductions(f)]) for f in flats])
+
+
 def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
               bins: int, before_sample: torch.Tensor | None = None) -> torch.Tensor:
     """Stack every tensor's summary into one float32 tensor [T, 9 + bins] on the tensors' device.
 
     ``previous_ranges`` [T] keeps histogram edges stable: a range only ever widens. Pass the
-    sample taken before an optimizer step as ``before_sample`` to measure the update's size.
-    Nothing here synchronises with the host; rows with NaN/Inf are repaired by :func:`finish`.
+    sample taken before an optimizer step as ``before_sample`` to measure the update's size; it
+    may cover only the first runs of the sample (the weights of a plan of weights then
+    gradients): the other rows get NaN. Nothing here synchronises with the host; rows with
+    NaN/Inf are repaired by :func:`finish`.
+
+    The cost is a fixed number of batched operations over the concatenated sample (about 40,
+    whatever the number of small tensors) plus three reductions per tensor larger than the sample.
     """
     count = len(tensors)
+    if count == 0:
+        return torch.zeros(0, len(_DEVICE_FIELDS) + bins, device=plan.device)
+    with torch.no_grad():
+        return _summarize(plan, tensors, previous_ranges, bins, before_sample)
+
+
+def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
+               bins: int, before_sample: torch.Tensor | None) -> torch.Tensor:
+    count = len(tensors)
     sample = take_sample(plan, tensors)
-    per_row = plan.per_row
-    low, high, total, total_sq = (torch.zeros(count, device=sample.device) for _ in range(4))
-    if plan.whole:  # exact moments of the tensors held whole (NaN/Inf propagate: finish() sees them)
-        prefix = sample[: plan.whole_elements]
-        for moment, value in ((low, per_row(prefix, "min", True)), (high, per_row(prefix, "max", True)),
-                              (total, per_row(prefix, "sum", True)), (total_sq, per_row(prefix * prefix, "sum", True))):
-            moment.index_copy_(0, plan.whole_index, value)
+    clean = sample.nan_to_num(0.0, 0.0, 0.0)
+    finite = sample == clean  # False exactly where NaN or +-Inf
+    # The sum is of the raw sample: a NaN/Inf in a whole tensor shows as a non-finite sum,
+    # which tells finish() to read that tensor again. Each run is reduced apart: no spill.
+    columns = [sample, clean * clean, finite, sample == 0]
+    measured = before_sample is not None and 0 < len(before_sample) <= plan.sample_length
+    if measured:
+        covered = len(before_sample)
+        if covered == plan.sample_length:
+            change = torch.where(finite, sample - before_sample, 0.0)
+        else:  # a plan of weights then gradients: the gradients measure no update
+            change = torch.cat([torch.where(finite[:covered], sample[:covered] - before_sample, 0.0),
+                                plan.unmeasured(covered)])
+        columns.append(change * change)
+    stacked = torch.stack(columns)
+    # Per run: sum, sum of squares, finite elements, zeros[, squared change] of its sample.
+    sums = plan.run_sums(stacked)
+    # Rows (runs) hold min, max, sum, sumsq, sample_sq, sampled, sample_zeros, delta_sq: the
+    # first four are exact for whole tensors; large ones get their own reductions below.
+    parts = [plan.run_min_max(sample), sums[:, :2], sums[:, 1:]]
+    per_run = torch.cat(parts if measured else parts + [plan._no_update], 1)
     if plan.large:
-        reductions = [_reductions(tensors[i].detach().reshape(-1)) for i in plan.large]
-        for moment, column in zip((low, high, total, total_sq), zip(*reductions)):
-            moment.index_copy_(0, plan.large_index, torch.stack(column).float())
-    ranges = torch.maximum(previous_ranges, _quantized_range(torch.maximum(low.abs(), high.abs())))
-    ranges = torch.where(torch.isfinite(ranges), ranges, previous_ranges)
+        large = _large_moments(plan, tensors)
+        if len(plan.read) < len(plan.large):  # empty tensors: zeros
+            large = torch.zeros(len(plan.large), 4, device=sample.device).index_copy_(0, plan._read_in_large, large)
+        per_run[:, :4].index_copy_(0, plan._large_runs, large)
+    if plan.to_tensor_order is not None:  # rows in tensor order from here on
+        per_run = per_run.index_select(0, plan.to_tensor_order)
+    ranges = torch.maximum(previous_ranges, _quantized_range(per_run[:, :2].abs().amax(1)))
 
-    finite = torch.isfinite(sample)
-    row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[plan.rows]
-    bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
-    flat_bin = torch.where(finite, plan.rows * bins + bin_index.nan_to_num(0).long(),
-                           torch.full_like(plan.rows, count * bins))
+    row_range = torch.where(ranges > 0, ranges, 1.0)[plan.rows]
+    flat_bin = torch.addcdiv(torch.ones((), device=sample.device), clean, row_range)  # sample / range + 1
+    flat_bin = flat_bin.mul_(bins / 2).floor_().clamp_(0, bins - 1).long().add_(plan.first_bins(bins))
     # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
-    # and has no deterministic CUDA kernel.
-    counts = torch.zeros(count * bins + 1, device=sample.device).scatter_add_(0, flat_bin, torch.ones_like(sample))
-    counts = counts[: count * bins].view(count, bins)
-
-    clean = torch.where(finite, sample, torch.zeros_like(sample))
-    sampled = per_row(finite.float())
-    zeros = per_row((sample == 0).float())
-    sample_sq = per_row(clean * clean)
-    if before_sample is not None and before_sample.shape == sample.shape:
-        change = torch.where(finite, sample - before_sample, torch.zeros_like(sample))
-        delta_sq = per_row(change * change)
-    else:
-        delta_sq = torch.full((count,), float("nan"), device=sample.device)
-    stats = torch.stack([low, high, total, total_sq, ranges, sampled, zeros, sample_sq, delta_sq], dim=1)
-    return torch.cat([stats, counts], dim=1)
+    # and has no deterministic CUDA kernel. NaN/Inf elements add 0 (their weight is "finite").
+    counts = torch.zeros(count, bins, device=sample.device)
+    counts.view(-1).scatter_add_(0, flat_bin, stacked[2])
+    return torch.cat([per_run, ranges[:, None], counts], 1)
 
 
 def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float, float]:
