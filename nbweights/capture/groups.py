@@ -56,11 +56,13 @@ class ParameterGroup:
     @classmethod
     def split(cls, named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
               limits: PictureLimits) -> list["ParameterGroup"]:
-        by_device: dict[torch.device, list[int]] = defaultdict(list)
+        """One group per device and dtype: each is summarised by batched operations on one
+        device, non-float32 tensors apart (cast to float32 in their own sample)."""
+        by_kind: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
         for row, (_, param) in enumerate(named):
-            by_device[param.device].append(row)
+            by_kind[param.device, param.dtype].append(row)
         return [cls(rows, [named[r][1] for r in rows], bins, sample_size, limits)
-                for rows in by_device.values()]
+                for rows in by_kind.values()]
 
     def tensors(self) -> list[nn.Parameter] | None:
         """The live parameters, or None once any was garbage collected."""
