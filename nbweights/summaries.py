@@ -185,10 +185,13 @@ class SummaryPlan:
             self._by_bins[bins] = self.rows * bins
         return self._by_bins[bins]
 
-    def unmeasured(self, covered: int) -> torch.Tensor:
-        """NaN for the sample elements after the first ``covered``: no before-sample for them."""
+    def unmeasured(self, covered: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a before-sample of the first ``covered`` sample elements: zeros for the change of
+        the elements after them, and which runs it covers ([runs, 1] bool)."""
         if covered not in self._no_before:
-            self._no_before[covered] = torch.full((self.sample_length - covered,), float("nan"), device=self.device)
+            tail = torch.zeros(self.sample_length - covered, device=self.device)
+            runs = torch.tensor([[b <= covered] for _, b in self._spans], device=self.device)
+            self._no_before[covered] = (tail, runs)
         return self._no_before[covered]
 
     def run_sums(self, columns: torch.Tensor) -> torch.Tensor:
@@ -327,15 +330,20 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
             change = torch.where(finite, sample - before_sample, 0.0)
         else:  # a plan of weights then gradients: the gradients measure no update
             change = torch.cat([torch.where(finite[:covered], sample[:covered] - before_sample, 0.0),
-                                plan.unmeasured(covered)])
+                                plan.unmeasured(covered)[0]])
         columns.append(change * change)
     stacked = torch.stack(columns)
     # Per run: sum, sum of squares, finite elements, zeros[, squared change] of its sample.
     sums = plan.run_sums(stacked)
     # Rows (runs) hold min, max, sum, sumsq, sample_sq, sampled, sample_zeros, delta_sq: the
     # first four are exact for whole tensors; large ones get their own reductions below.
-    parts = [plan.run_min_max(sample), sums[:, :2], sums[:, 1:]]
-    per_run = torch.cat(parts if measured else parts + [plan._no_update], 1)
+    if not measured:
+        parts = [sums[:, 1:], plan._no_update]
+    elif covered == plan.sample_length:
+        parts = [sums[:, 1:]]
+    else:
+        parts = [sums[:, 1:4], torch.where(plan.unmeasured(covered)[1], sums[:, 4:5], float("nan"))]
+    per_run = torch.cat([plan.run_min_max(sample), sums[:, :2], *parts], 1)
     if plan.large:
         large = _large_moments(plan, tensors)
         if len(plan.read) < len(plan.large):  # empty tensors: zeros
