@@ -98,6 +98,7 @@ class SummaryPlan:
             torch.tensor(np.argsort(order), dtype=torch.long, device=device)
         self._run_numels = torch.tensor([numels[i] for i in order], dtype=torch.float32, device=device)
         self._nonempty_runs = [r for r, n in enumerate(lengths) if n > 0]
+        self._nonempty_index = torch.tensor(self._nonempty_runs, dtype=torch.long, device=device)
         # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
         self._segment = hasattr(torch, "segment_reduce") and self.device.type == "cpu"
         self._by_bins: dict[int, torch.Tensor] = {}
@@ -143,11 +144,10 @@ class SummaryPlan:
             found[:, 0].neg_()
         else:
             found = torch.stack([self.per_row(sample, how) for how in ("min", "max")], 1).index_select(
-                0, self.order_index[self._nonempty_runs])
+                0, self.order_index[self._nonempty_index])
         if len(self._nonempty_runs) == len(self._spans):
             return found
-        return torch.zeros(len(self._spans), 2, device=sample.device).index_copy_(
-            0, torch.tensor(self._nonempty_runs, device=sample.device), found)
+        return torch.zeros(len(self._spans), 2, device=sample.device).index_copy_(0, self._nonempty_index, found)
 
     def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
         """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
