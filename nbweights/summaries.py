@@ -1,10 +1,13 @@
 """Pure tensor functions: many tensors in, one small stacked summary out, on the tensors' device.
 
-A snapshot of a whole model costs about four reads of its parameters: per tensor one
-``aminmax``, one ``sum`` and one ``dot`` over every element, plus a gather of a fixed random
-sample of at most ``sample_size`` elements. Everything that needs per-element work beyond that
-(histogram, zero fraction, update size) is computed on the sample, all tensors at once, and the
-results of all tensors cross to the host in one transfer.
+A snapshot's cost is a fixed number of batched operations (about 40 torch calls, whatever the
+number of small tensors: the small tensors are laid end to end by one call, their runs reduced
+by one segmented reduction or multi-tensor kernel, their histograms by one scatter) plus, per
+tensor larger than the sample, one ``aminmax`` and one ``sum`` and a share of one multi-tensor
+sum of squares. Everything that needs per-element work beyond that (histogram, zero fraction,
+update size) is computed on a fixed random sample of at most ``sample_size`` elements per tensor,
+and the results of all tensors cross to the host in one transfer. Weights and gradients can be
+summarised by one call (:meth:`SummaryPlan.joined`).
 
 Summaries are mergeable: counts, sums, sums of squares, min and max of shards add up to the
 summary of the whole tensor (see :func:`merge`), provided the shards share histogram ranges.
@@ -17,6 +20,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
+
+from .summary_plan import SummaryPlan, sample_indices
+
+__all__ = ["FIELDS", "Summary", "SummaryPlan", "derived_stats", "finish", "histogram_edges", "merge",
+           "sample_indices", "summarize", "take_sample", "unpack"]
 
 #: Columns of :attr:`Summary.fields`, one row per tensor.
 FIELDS = (
@@ -31,7 +39,7 @@ FIELDS = (
     "sample_sq",     # sum of squares of the sample (denominator of the update ratio)
     "delta_sq",      # sum of squared changes of the sample since the pre-step read; NaN if none
 )
-_DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "range", "sampled", "sample_zeros", "sample_sq", "delta_sq")
+_DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "sample_sq", "sampled", "sample_zeros", "delta_sq", "range")
 _COLUMN = {name: i for i, name in enumerate(_DEVICE_FIELDS)}
 
 
@@ -87,86 +95,30 @@ def histogram_edges(value_range: float, bins: int) -> np.ndarray:
     return np.linspace(-value_range, value_range, bins + 1)
 
 
-def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tensor | None:
-    """Sorted random element indices of a tensor, or None to use every element.
-
-    Drawn from a private generator so that attaching nbweights never touches the global RNG.
-    """
-    if sample_size is None or numel <= sample_size:
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(numel, generator=generator)[:sample_size].sort().values
-
-
-class SummaryPlan:
-    """What to read from one group of tensors on one device: sample indices and row ids.
-
-    Built once per watched group; :func:`take_sample` and :func:`summarize` use it at each capture.
-    """
-
-    def __init__(self, numels: Sequence[int], sample_size: int | None, device: torch.device,
-                 seed: int = 0):
-        self.numels = list(numels)
-        self.device = device
-        self.indices = [None if idx is None else idx.to(device)
-                        for idx in (sample_indices(n, sample_size, seed + i) for i, n in enumerate(self.numels))]
-        #: Tensors no larger than the sample are in it whole: their exact moments come from
-        #: batched reductions over the sample. The others get their own exact reductions.
-        self.whole = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is None and n > 0]
-        self.large = [i for i in range(len(self.numels)) if i not in set(self.whole)]
-        #: The sample holds one run per tensor, the whole tensors first.
-        self.order = self.whole + self.large
-        lengths = [self.numels[i] if self.indices[i] is None else len(self.indices[i]) for i in self.order]
-        self.whole_elements = sum(lengths[: len(self.whole)])
-        self.rows = torch.repeat_interleave(torch.tensor(self.order, dtype=torch.long),
-                                            torch.tensor(lengths, dtype=torch.long)).to(device)
-        self._lengths = torch.tensor(lengths, dtype=torch.long, device=device)
-        self._whole_lengths = self._lengths[: len(self.whole)]
-        self.order_index = torch.tensor(self.order, dtype=torch.long, device=device)
-        self.whole_index = torch.tensor(self.whole, dtype=torch.long, device=device)
-        self.large_index = torch.tensor(self.large, dtype=torch.long, device=device)
-        # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
-        self._segment = hasattr(torch, "segment_reduce") and torch.device(device).type == "cpu"
-
-    def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
-        """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
-        tensor's run, in tensor order. With ``whole_only``, ``values`` covers only the whole
-        tensors' runs and the result holds one value per tensor of :attr:`whole`."""
-        lengths = self._whole_lengths if whole_only else self._lengths
-        if self._segment:
-            try:  # reduces contiguous runs: about half the time of index_add_ on CPU
-                reduced = torch.segment_reduce(values, how, lengths=lengths)
-                if whole_only:
-                    return reduced
-                return torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
-            except (RuntimeError, NotImplementedError):
-                self._segment = False  # not on this device: scatter from now on
-        rows = self.rows[: len(values)]
-        out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
-        if how == "sum":
-            out.index_add_(0, rows, values)
-        else:
-            out.scatter_reduce_(0, rows, values, "amin" if how == "min" else "amax", include_self=False)
-        return out.index_select(0, self.whole_index) if whole_only else out
+def _flat(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.detach().reshape(-1)
 
 
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The sampled elements of every tensor, concatenated, as float32 on the tensors' device."""
-    parts = []
-    for i in plan.order:
-        tensor, idx = tensors[i], plan.indices[i]
-        flat = tensor.detach().reshape(-1)
-        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
-        parts.append((flat if idx is None else flat.index_select(0, idx)).float())
-    if not parts:
+    """The sampled elements of every tensor, concatenated in :attr:`SummaryPlan.order`, as
+    float32 on the tensors' device."""
+    if not plan._pieces:
         return torch.zeros(0, device=plan.device)
-    return torch.cat(parts)
+    with torch.no_grad():
+        # One C++ call lays consecutive whole tensors end to end: no Python op per tensor;
+        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
+        parts = [torch._C._nn.flatten_dense_tensors([tensors[i] for i in piece]) if isinstance(piece, list)
+                 else _flat(tensors[piece]).index_select(0, plan.indices[piece]) for piece in plan._pieces]
+        # A copy, always (one whole tensor flattens to a view): a before-sample must not follow
+        # the weights through the optimizer step.
+        sample = torch.cat(parts) if len(parts) > 1 or plan._pieces == [plan.whole[:1]] else parts[0]
+        return sample if sample.dtype == torch.float32 else sample.float()
 
 
 def _quantized_range(max_abs: torch.Tensor) -> torch.Tensor:
-    """Smallest 2**(k/4) at or above ``max_abs`` (0 where max_abs is 0): edges that rarely move."""
-    exponent = torch.ceil(4 * torch.log2(max_abs.clamp_min(1e-30))) / 4
-    return torch.where(max_abs > 0, torch.exp2(exponent), torch.zeros_like(max_abs))
+    """Smallest 2**(k/4) at or above ``max_abs`` (0 where max_abs is 0, or NaN/Inf): edges that
+    rarely move. (log2(0) = -inf, and exp2(-inf) = 0.)"""
+    return torch.log2(max_abs).mul_(4).ceil_().div_(4).exp2_().nan_to_num_(0.0, 0.0, 0.0)
 
 
 def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -181,51 +133,86 @@ def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return low.float(), high.float(), flat.sum(dtype=torch.float32), norm * norm
 
 
+def _large_moments(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """[len(plan.read), 4]: exact min, max, sum and sum of squares of each large tensor."""
+    flats = [_flat(tensors[i]) for i in plan.read]
+    if not flats:
+        return torch.zeros(0, 4, device=plan.device)
+    if all(f.dtype == torch.float32 for f in flats) and hasattr(torch, "_foreach_powsum"):
+        # aminmax costs one read here; the squares of all tensors come from one multi-tensor call.
+        firsts = [value for f in flats for value in (*torch.aminmax(f), f.sum())]
+        squares = torch.stack(torch._foreach_powsum(flats, 2))
+        return torch.cat([torch.stack(firsts).view(-1, 3), squares[:, None]], 1)
+    return torch.stack([torch.stack([v.float() for v in _reductions(f)]) for f in flats])
+
+
 def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
               bins: int, before_sample: torch.Tensor | None = None) -> torch.Tensor:
     """Stack every tensor's summary into one float32 tensor [T, 9 + bins] on the tensors' device.
 
     ``previous_ranges`` [T] keeps histogram edges stable: a range only ever widens. Pass the
-    sample taken before an optimizer step as ``before_sample`` to measure the update's size.
-    Nothing here synchronises with the host; rows with NaN/Inf are repaired by :func:`finish`.
+    sample taken before an optimizer step as ``before_sample`` to measure the update's size; it
+    may cover only the first runs of the sample (the weights of a plan of weights then
+    gradients): the other rows get NaN. Nothing here synchronises with the host; rows with
+    NaN/Inf are repaired by :func:`finish`.
+
+    The cost is a fixed number of batched operations over the concatenated sample (about 40,
+    whatever the number of small tensors) plus three reductions per tensor larger than the sample.
     """
     count = len(tensors)
+    if count == 0:
+        return torch.zeros(0, len(_DEVICE_FIELDS) + bins, device=plan.device)
+    with torch.no_grad():
+        return _summarize(plan, tensors, previous_ranges, bins, before_sample)
+
+
+def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
+               bins: int, before_sample: torch.Tensor | None) -> torch.Tensor:
+    count = len(tensors)
     sample = take_sample(plan, tensors)
-    per_row = plan.per_row
-    low, high, total, total_sq = (torch.zeros(count, device=sample.device) for _ in range(4))
-    if plan.whole:  # exact moments of the tensors held whole (NaN/Inf propagate: finish() sees them)
-        prefix = sample[: plan.whole_elements]
-        for moment, value in ((low, per_row(prefix, "min", True)), (high, per_row(prefix, "max", True)),
-                              (total, per_row(prefix, "sum", True)), (total_sq, per_row(prefix * prefix, "sum", True))):
-            moment.index_copy_(0, plan.whole_index, value)
-    if plan.large:
-        reductions = [_reductions(tensors[i].detach().reshape(-1)) for i in plan.large]
-        for moment, column in zip((low, high, total, total_sq), zip(*reductions)):
-            moment.index_copy_(0, plan.large_index, torch.stack(column).float())
-    ranges = torch.maximum(previous_ranges, _quantized_range(torch.maximum(low.abs(), high.abs())))
-    ranges = torch.where(torch.isfinite(ranges), ranges, previous_ranges)
-
-    finite = torch.isfinite(sample)
-    row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[plan.rows]
-    bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
-    flat_bin = torch.where(finite, plan.rows * bins + bin_index.nan_to_num(0).long(),
-                           torch.full_like(plan.rows, count * bins))
-    # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
-    # and has no deterministic CUDA kernel.
-    counts = torch.zeros(count * bins + 1, device=sample.device).scatter_add_(0, flat_bin, torch.ones_like(sample))
-    counts = counts[: count * bins].view(count, bins)
-
-    clean = torch.where(finite, sample, torch.zeros_like(sample))
-    sampled = per_row(finite.float())
-    zeros = per_row((sample == 0).float())
-    sample_sq = per_row(clean * clean)
-    if before_sample is not None and before_sample.shape == sample.shape:
-        change = torch.where(finite, sample - before_sample, torch.zeros_like(sample))
-        delta_sq = per_row(change * change)
+    clean = sample.nan_to_num(0.0, 0.0, 0.0)
+    finite = sample == clean  # False exactly where NaN or +-Inf
+    # The sum is of the raw sample: a NaN/Inf in a whole tensor shows as a non-finite sum,
+    # which tells finish() to read that tensor again. Each run is reduced apart: no spill.
+    columns = [sample, clean * clean, finite, sample == 0]
+    measured = before_sample is not None and 0 < len(before_sample) <= plan.sample_length
+    if measured:
+        covered = len(before_sample)
+        if covered == plan.sample_length:
+            change = torch.where(finite, sample - before_sample, 0.0)
+        else:  # a plan of weights then gradients: the gradients measure no update
+            change = torch.cat([torch.where(finite[:covered], sample[:covered] - before_sample, 0.0),
+                                plan.unmeasured(covered)[0]])
+        columns.append(change * change)
+    stacked = torch.stack(columns)
+    # Per run: sum, sum of squares, finite elements, zeros[, squared change] of its sample.
+    sums = plan.run_sums(stacked)
+    # Rows (runs) hold min, max, sum, sumsq, sample_sq, sampled, sample_zeros, delta_sq: the
+    # first four are exact for whole tensors; large ones get their own reductions below.
+    if not measured:
+        parts = [sums[:, 1:], plan._no_update]
+    elif covered == plan.sample_length:
+        parts = [sums[:, 1:]]
     else:
-        delta_sq = torch.full((count,), float("nan"), device=sample.device)
-    stats = torch.stack([low, high, total, total_sq, ranges, sampled, zeros, sample_sq, delta_sq], dim=1)
-    return torch.cat([stats, counts], dim=1)
+        parts = [sums[:, 1:4], torch.where(plan.unmeasured(covered)[1], sums[:, 4:5], float("nan"))]
+    per_run = torch.cat([plan.run_min_max(sample), sums[:, :2], *parts], 1)
+    if plan.large:
+        large = _large_moments(plan, tensors)
+        if len(plan.read) < len(plan.large):  # empty tensors: zeros
+            large = torch.zeros(len(plan.large), 4, device=sample.device).index_copy_(0, plan._read_in_large, large)
+        per_run[:, :4].index_copy_(0, plan._large_runs, large)
+    if plan.to_tensor_order is not None:  # rows in tensor order from here on
+        per_run = per_run.index_select(0, plan.to_tensor_order)
+    ranges = torch.maximum(previous_ranges, _quantized_range(per_run[:, :2].abs().amax(1)))
+
+    row_range = torch.where(ranges > 0, ranges, 1.0)[plan.rows]
+    flat_bin = torch.addcdiv(torch.ones((), device=sample.device), clean, row_range)  # sample / range + 1
+    flat_bin = flat_bin.mul_(bins / 2).floor_().clamp_(0, bins - 1).long().add_(plan.first_bins(bins))
+    # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
+    # and has no deterministic CUDA kernel. NaN/Inf elements add 0 (their weight is "finite").
+    counts = torch.zeros(count, bins, device=sample.device)
+    counts.view(-1).scatter_add_(0, flat_bin, stacked[2])
+    return torch.cat([per_run, ranges[:, None], counts], 1)
 
 
 def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float, float]:

@@ -51,3 +51,39 @@ def test_every_n_is_exact():
 def test_budget_must_be_a_fraction():
     with pytest.raises(ValueError, match="budget="):
         Pacer("auto", budget=2)
+
+
+def test_one_slow_first_capture_does_not_stall_the_live_picture():
+    # Notebook 2's model: a 0.33 ms step and a 0.8 ms capture, but the first measured capture
+    # takes 40 ms (warm-up). Within the first second the dashboard still gets 20 captures.
+    clock = FakeClock()
+    pacer = Pacer("auto", clock=clock)
+    pacer.done(0, pacer.start())
+    captures, step = [], 0
+    while clock.now < 1.0:
+        step += 1
+        clock.now += 0.00033
+        if step >= pacer.next_step:
+            started = pacer.start()
+            clock.now += 0.040 if len(captures) == 1 else 0.0008
+            pacer.done(step, started)
+            captures.append(clock.now)
+    assert len(captures) >= 20
+    # and after the warm-up, the captures take about the budget of the time since
+    late = [t for t in captures if t > 0.5]
+    assert len(late) * 0.0008 / 0.5 == pytest.approx(0.02, rel=0.25)
+
+
+def test_interval_grows_at_most_eightfold_per_capture():
+    clock = FakeClock()
+    pacer = Pacer("auto", clock=clock)
+    pacer.done(0, pacer.start())
+    intervals, step = [], 0
+    for _ in range(6):
+        step = pacer.next_step
+        clock.now += 0.001 * (step - pacer._last_step)
+        started = pacer.start()
+        clock.now += 1.0  # each capture costs 1000 steps: wanted interval 50 000, capped
+        pacer.done(step, started)
+        intervals.append(pacer.next_step - step)
+    assert intervals == [1, 8, 64, 512, 4096, 10_000]

@@ -37,6 +37,14 @@ class ParameterGroup:
         self._refs = [weakref.ref(p) for p in params]
         self._sample_size = sample_size
         self.plan = SummaryPlan([p.numel() for p in params], sample_size, self.device, seed=rows[0])
+        #: Weights then gradients, summarised together when every gradient is there (the
+        #: usual capture after an optimizer step): one fixed cost for both.
+        self._joint_plan = SummaryPlan.joined(self.plan, self.plan)
+        # Which picture each parameter gets depends only on its shape and dtype: decided once.
+        # The "values" ones (small tensors, kept whole) are copied by one call at each capture.
+        kinds = [None if found is None else found[0] for found in (picture_of(p, limits) for p in params)]
+        self._value_rows = [i for i, kind in enumerate(kinds) if kind == "values"]
+        self._picture_rows = [i for i, kind in enumerate(kinds) if kind not in (None, "values")]
         self._weight_ranges = torch.zeros(len(params), device=self.device)
         self._grad_ranges = torch.zeros(len(params), device=self.device)
         self._grad_plans: dict[tuple[int, ...], SummaryPlan] = {}
@@ -48,11 +56,13 @@ class ParameterGroup:
     @classmethod
     def split(cls, named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
               limits: PictureLimits) -> list["ParameterGroup"]:
-        by_device: dict[torch.device, list[int]] = defaultdict(list)
+        """One group per device and dtype: each is summarised by batched operations on one
+        device, non-float32 tensors apart (cast to float32 in their own sample)."""
+        by_kind: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
         for row, (_, param) in enumerate(named):
-            by_device[param.device].append(row)
+            by_kind[param.device, param.dtype].append(row)
         return [cls(rows, [named[r][1] for r in rows], bins, sample_size, limits)
-                for rows in by_device.values()]
+                for rows in by_kind.values()]
 
     def tensors(self) -> list[nn.Parameter] | None:
         """The live parameters, or None once any was garbage collected."""
@@ -119,32 +129,55 @@ class ParameterGroup:
         params = self.tensors()
         if params is None:
             return None
-        weights_device = summarize(self.plan, params, self._weight_ranges, self.bins, self._before)
-        grad_summary, grads_device = None, None
+        count = len(params)
+        grad_summary, grads_device, joint = None, None, False
         if with_grads:
             grad_summary = self._pending_grads
-            if grad_summary is None:
+            if grad_summary is None and all(p.grad is not None for p in params):
+                joint = True
+                ranges = torch.cat([self._weight_ranges, self._grad_ranges])
+                packed_device = summarize(self._joint_plan, params + [p.grad for p in params], ranges,
+                                          self.bins, self._before)
+            elif grad_summary is None:
                 grads_device = self._grads_on_device(params)
                 if grads_device is None:
-                    grad_summary = empty_summary(len(params), self.bins)
+                    grad_summary = empty_summary(count, self.bins)
+        if not joint:
+            packed_device = summarize(self.plan, params, self._weight_ranges, self.bins, self._before)
         self._pending_grads = None
-        found = [(i, picture_of(p, self.limits)) for i, p in enumerate(params)]
-        pictures = [(i, picture[0], picture[1]) for i, picture in found if picture is not None]
-        parts = [weights_device.reshape(-1)]
+        parts = [packed_device.reshape(-1)]
         if grads_device is not None:
             parts.append(grads_device[0].reshape(-1))
-        parts.extend(data.reshape(-1) for _, _, data in pictures)
-        host = torch.cat(parts).cpu().numpy()  # the one synchronisation of this capture
-        offset = weights_device.numel()
-        weights, self._weight_ranges = finish(self.plan, params, weights_device,
-                                              host[:offset].reshape(len(params), -1), self.bins, self._before)
+        found = [(i, picture_of(params[i], self.limits)) for i in self._picture_rows]
+        pictures = [(i, picture[0], picture[1]) for i, picture in found if picture is not None]
+        with torch.no_grad():
+            values = [params[i] for i in self._value_rows]
+            if values:
+                parts.append(torch._C._nn.flatten_dense_tensors(values).float())
+            parts.extend(data.reshape(-1) for _, _, data in pictures)
+            host = torch.cat(parts).cpu().numpy()  # the one synchronisation of this capture
+        offset = packed_device.numel()
+        packed = host[:offset].reshape(len(packed_device), -1)
+        if joint:
+            both, ranges = finish(self._joint_plan, params + [p.grad for p in params], packed_device, packed,
+                                  self.bins, self._before)
+            weights = Summary(both.fields[:count], both.counts[:count], both.ranges[:count])
+            grad_summary = Summary(both.fields[count:], both.counts[count:], both.ranges[count:])
+            self._weight_ranges, self._grad_ranges = ranges[:count], ranges[count:]
+        else:
+            weights, self._weight_ranges = finish(self.plan, params, packed_device, packed, self.bins, self._before)
         self._before = None
         if grads_device is not None:
             size = grads_device[0].numel()
-            grad_summary = self._finish_grads(len(params), grads_device, host[offset:offset + size])
+            grad_summary = self._finish_grads(count, grads_device, host[offset:offset + size])
             offset += size
         kept = []
+        for i in self._value_rows:
+            size = params[i].numel()
+            kept.append((i, "values", host[offset:offset + size].reshape(params[i].shape)))
+            offset += size
         for i, kind, data in pictures:
             kept.append((i, kind, host[offset:offset + data.numel()].reshape(data.shape)))
             offset += data.numel()
+        kept.sort(key=lambda item: item[0])
         return weights, grad_summary, kept

@@ -4,11 +4,16 @@ With ``every="auto"`` the pacer measures, at each capture, how long training too
 last one and how long the capture itself took, and spaces captures so that capturing costs
 about ``budget`` (2 % by default) of training time. A 0.3 ms step and a 3 s step both get
 frequent snapshots; the check on a step that is not captured is one integer comparison.
+
+One slow capture (the first one's warm-up, a garbage collection, a busy machine) must not
+stall the live picture: the capture cost is the mean of the last few captures without the
+slowest, and the interval at most grows eightfold from one capture to the next.
 """
 from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from typing import Callable, Union
 
 Every = Union[int, str]
@@ -16,6 +21,10 @@ Every = Union[int, str]
 DEFAULT_BUDGET = 0.02
 #: Never wait longer than this many steps between automatic captures.
 MAX_INTERVAL = 10_000
+#: Captures whose durations make the cost estimate (the slowest of them left out).
+RECENT_CAPTURES = 8
+#: The interval between automatic captures grows at most this many times per capture.
+MAX_GROWTH = 8
 
 
 def check_every(every: Every) -> Every:
@@ -42,6 +51,8 @@ class Pacer:
         self._last_end = clock()
         self._step_seconds: float | None = None
         self._capture_seconds: float | None = None
+        self._recent: deque[float] = deque(maxlen=RECENT_CAPTURES)
+        self._interval = 1
 
     def start(self) -> float:
         """Call when a capture begins; returns the start time to hand to :meth:`done`."""
@@ -53,14 +64,16 @@ class Pacer:
         if self._last_step >= 1:  # the time since watch() includes the user's own set-up
             per_step = max(started - self._last_end, 0.0) / max(step - self._last_step, 1)
             self._step_seconds = _smooth(self._step_seconds, per_step)
-            self._capture_seconds = _smooth(self._capture_seconds, end - started)
+            self._recent.append(end - started)
+            self._capture_seconds = _typical(self._recent)
         if self.every != "auto":
             self.next_step = step + self.every
         elif self._step_seconds is None:
             self.next_step = step + 1
         else:
             wanted = self._capture_seconds / (self.budget * max(self._step_seconds, 1e-9))
-            self.next_step = step + min(max(1, math.ceil(wanted)), MAX_INTERVAL)
+            self._interval = min(max(1, math.ceil(wanted)), MAX_INTERVAL, MAX_GROWTH * self._interval)
+            self.next_step = step + self._interval
         self._last_step = step
         self._last_end = end
 
@@ -71,6 +84,13 @@ class Pacer:
             return None
         interval = max(self.next_step - self._last_step, 1)
         return self._capture_seconds / (self._capture_seconds + interval * self._step_seconds)
+
+
+def _typical(durations: deque[float]) -> float:
+    """Mean of the durations without the largest (one outlier moves it little)."""
+    if len(durations) < 2:
+        return durations[0]
+    return (sum(durations) - max(durations)) / (len(durations) - 1)
 
 
 def _smooth(previous: float | None, value: float, weight: float = 0.3) -> float:

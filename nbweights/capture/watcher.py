@@ -85,6 +85,7 @@ class Watcher:
         self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self.history.declare("grad", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self._groups = ParameterGroup.split(named, bins, sample_size, pictures or PictureLimits())
+        self._one_group = len(self._groups) == 1 and self._groups[0].rows == list(range(len(named)))
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.thresholds = thresholds or Thresholds()
         self._activations: ActivationHooks | None = None
@@ -153,8 +154,15 @@ class Watcher:
 
     def _record(self, step: int) -> None:
         count, bins = len(self.history.names), self.history.bins
-        weights, grads = empty_summary(count, bins), empty_summary(count, bins)
         pictures = []
+        if self._one_group:  # one device and dtype: its rows are all, in order
+            captured = self._groups[0].capture(with_grads=step > 0)
+            if captured is None:  # the model was garbage collected
+                return
+            weights, grads, pictures = captured
+            self._write(step, weights, grads if grads is not None else empty_summary(count, bins), pictures)
+            return
+        weights, grads = empty_summary(count, bins), empty_summary(count, bins)
         for group in self._groups:
             captured = group.capture(with_grads=step > 0)
             if captured is None:  # the model was garbage collected
@@ -166,6 +174,9 @@ class Watcher:
                 grads.fields[group.rows], grads.counts[group.rows] = group_grads.fields, group_grads.counts
                 grads.ranges[group.rows] = group_grads.ranges
             pictures += [(group.rows[i], kind, data) for i, kind, data in group_pictures]
+        self._write(step, weights, grads, pictures)
+
+    def _write(self, step: int, weights: Any, grads: Any, pictures: list) -> None:
         self.history.record("weight", step, weights)
         if step > 0:
             self.history.record("grad", step, grads)

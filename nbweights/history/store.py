@@ -227,8 +227,11 @@ class History:
     def record_picture(self, name: str, step: int, kind: str, array: np.ndarray) -> None:
         if name not in self._pictures:
             self._pictures[name] = (kind, Timeline())
-        with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
-            stored = array.astype(np.float32 if kind == "values" else np.float16)
+        if kind == "values":  # the timeline copies it into its column
+            stored = array if array.dtype == np.float32 else array.astype(np.float32)
+        else:
+            with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
+                stored = array.astype(np.float16)
         self._append(self._pictures[name][1], step, data=stored)
 
     def log(self, step: int, **values: float) -> None:

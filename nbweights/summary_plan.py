@@ -1,0 +1,168 @@
+"""What to read from one group of tensors, prepared once: the sample, its layout and indices.
+
+A :class:`SummaryPlan` is built when a group is watched; at each capture,
+:func:`nbweights.summaries.summarize` uses its prepared index tensors, so that the number of
+torch operations per capture does not grow with the number of small tensors.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+
+def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted random element indices of a tensor, or None to use every element.
+
+    Drawn from a private generator so that attaching nbweights never touches the global RNG.
+    """
+    if sample_size is None or numel <= sample_size:
+        return None
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randperm(numel, generator=generator)[:sample_size].sort().values
+
+
+#: Up to this many tensors, per-tensor reductions come from one slice each (a few
+#: microseconds); beyond it, from one segmented reduction over all of them.
+_FEW_RUNS = 16
+
+
+class SummaryPlan:
+    """What to read from one group of tensors on one device, prepared once: sample indices,
+    the layout of the concatenated sample and the index tensors that map it to rows.
+
+    Built once per watched group; :func:`take_sample` and :func:`summarize` use it at each
+    capture, so that a capture runs a fixed, small number of batched operations whatever the
+    number of small tensors. :meth:`joined` lays two plans end to end (weights, then gradients)
+    so that one :func:`summarize` covers both.
+    """
+
+    def __init__(self, numels: Sequence[int], sample_size: int | None, device: torch.device,
+                 seed: int = 0):
+        self.numels = list(numels)
+        self.device = torch.device(device)
+        self.indices = [None if idx is None else idx.to(device)
+                        for idx in (sample_indices(n, sample_size, seed + i) for i, n in enumerate(self.numels))]
+        whole = [i for i, (n, idx) in enumerate(zip(self.numels, self.indices)) if idx is None and n > 0]
+        self._prepare(whole + [i for i in range(len(self.numels)) if i not in set(whole)])
+
+    @classmethod
+    def joined(cls, first: "SummaryPlan", second: "SummaryPlan") -> "SummaryPlan":
+        """One plan for ``first``'s tensors followed by ``second``'s; ``first``'s sample is the
+        start of its sample (so a before-sample of ``first`` measures the update here too)."""
+        plan = cls.__new__(cls)
+        plan.numels, plan.device = first.numels + second.numels, first.device
+        plan.indices = first.indices + second.indices
+        plan._prepare(first.order + [len(first.numels) + i for i in second.order])
+        return plan
+
+    def _prepare(self, order: list[int]) -> None:
+        device, numels = self.device, self.numels
+        #: Tensors no larger than the sample are in it whole: their exact moments come from
+        #: reductions over the sample. The others ("large") get their own exact reductions.
+        self.whole = [i for i in order if self.indices[i] is None and numels[i] > 0]
+        self.large = [i for i in order if i not in set(self.whole)]
+        self.read = [i for i in self.large if numels[i] > 0]  # large and not empty
+        #: The sample holds one run per tensor in this order (whole tensors first in a plain plan).
+        self.order = order
+        lengths = [numels[i] if self.indices[i] is None else len(self.indices[i]) for i in order]
+        self.run_lengths = lengths
+        self.sample_length = sum(lengths)
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
+        self._spans = list(zip(starts[:-1], starts[1:]))
+        self.whole_elements = sum(n for i, n in zip(order, lengths) if i in set(self.whole))
+        #: Consecutive whole tensors are flattened by one call; each large one is gathered.
+        self._pieces: list[list[int] | int] = []
+        for i in order:
+            if i in set(self.whole):
+                if self._pieces and isinstance(self._pieces[-1], list):
+                    self._pieces[-1].append(i)
+                else:
+                    self._pieces.append([i])
+            elif numels[i] > 0:
+                self._pieces.append(i)
+        #: Row (tensor position) of each sample element.
+        self.rows = torch.repeat_interleave(torch.tensor(order, dtype=torch.long),
+                                            torch.tensor(lengths, dtype=torch.long)).to(device)
+        self._lengths = torch.tensor(lengths, dtype=torch.long, device=device)
+        self.order_index = torch.tensor(order, dtype=torch.long, device=device)
+        self.whole_index = torch.tensor(self.whole, dtype=torch.long, device=device)
+        self.large_index = torch.tensor(self.large, dtype=torch.long, device=device)
+        #: Positions among the runs of the large tensors, and of the read ones among the large.
+        self._large_runs = torch.tensor([order.index(i) for i in self.large], dtype=torch.long, device=device)
+        self._read_in_large = torch.tensor([self.large.index(i) for i in self.read], dtype=torch.long,
+                                           device=device)
+        #: From the order of the runs back to tensor order (None: they are in order).
+        self.to_tensor_order = None if order == list(range(len(order))) else \
+            torch.tensor(np.argsort(order), dtype=torch.long, device=device)
+        self._run_numels = torch.tensor([numels[i] for i in order], dtype=torch.float32, device=device)
+        self._nonempty_runs = [r for r, n in enumerate(lengths) if n > 0]
+        self._nonempty_index = torch.tensor(self._nonempty_runs, dtype=torch.long, device=device)
+        # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
+        self._segment = hasattr(torch, "segment_reduce") and self.device.type == "cpu"
+        self._by_bins: dict[int, torch.Tensor] = {}
+        self._no_update = torch.full((len(order), 1), float("nan"), device=device)
+        self._no_before: dict[int, torch.Tensor] = {}
+
+    def first_bins(self, bins: int) -> torch.Tensor:
+        """Index of the first histogram bin of each sample element's row, in a flat [T * bins]."""
+        if bins not in self._by_bins:
+            self._by_bins[bins] = self.rows * bins
+        return self._by_bins[bins]
+
+    def unmeasured(self, covered: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """For a before-sample of the first ``covered`` sample elements: zeros for the change of
+        the elements after them, and which runs it covers ([runs, 1] bool)."""
+        if covered not in self._no_before:
+            tail = torch.zeros(self.sample_length - covered, device=self.device)
+            runs = torch.tensor([[b <= covered] for _, b in self._spans], device=self.device)
+            self._no_before[covered] = (tail, runs)
+        return self._no_before[covered]
+
+    def run_sums(self, columns: torch.Tensor) -> torch.Tensor:
+        """Sums of ``columns`` [k, sample elements] over each run: [runs, k], in run order."""
+        if len(self._spans) <= _FEW_RUNS:  # a slice per run beats one segmented reduction here
+            return torch.stack([columns[:, a:b].sum(1) for a, b in self._spans])
+        if self._segment:
+            try:  # reduces contiguous runs: about half the time of index_add_ on CPU
+                lengths = self._lengths.expand(len(columns), -1)
+                return torch.segment_reduce(columns, "sum", lengths=lengths, axis=1).T
+            except (RuntimeError, NotImplementedError):
+                self._segment = False  # not on this device: scatter from now on
+        out = torch.zeros(len(columns), len(self.numels), dtype=columns.dtype, device=columns.device)
+        out.index_add_(1, self.rows, columns)
+        return out.T.index_select(0, self.order_index)
+
+    def run_min_max(self, sample: torch.Tensor) -> torch.Tensor:
+        """``[min, max]`` of each run of the sample: [runs, 2], in run order (0 for empty runs)."""
+        if hasattr(torch, "_foreach_max"):
+            # Two multi-tensor calls over views of the runs, whatever their number.
+            nonempty = self._nonempty_runs
+            runs = [torch.split(values, self.run_lengths) for values in (sample.neg(), sample)]
+            found = torch.stack([torch.stack(torch._foreach_max([part[r] for r in nonempty])) for part in runs], 1)
+            found[:, 0].neg_()
+        else:
+            found = torch.stack([self.per_row(sample, how) for how in ("min", "max")], 1).index_select(
+                0, self.order_index[self._nonempty_index])
+        if len(self._nonempty_runs) == len(self._spans):
+            return found
+        return torch.zeros(len(self._spans), 2, device=sample.device).index_copy_(0, self._nonempty_index, found)
+
+    def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
+        """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
+        tensor's run, in tensor order. With ``whole_only``, the result holds one value per
+        tensor of :attr:`whole`."""
+        if self._segment:
+            try:
+                reduced = torch.segment_reduce(values, how, lengths=self._lengths)
+                out = torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
+                return out.index_select(0, self.whole_index) if whole_only else out
+            except (RuntimeError, NotImplementedError):
+                self._segment = False
+        out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
+        if how == "sum":
+            out.index_add_(0, self.rows, values)
+        else:
+            out.scatter_reduce_(0, self.rows, values, "amin" if how == "min" else "amax", include_self=False)
+        return out.index_select(0, self.whole_index) if whole_only else out
