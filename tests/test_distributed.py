@@ -51,7 +51,8 @@ def test_merged_summaries_equal_the_whole_tensors(tmp_path: Path, mode: str) -> 
     run_job("--mode", mode, "--run-dir", str(run_dir), "--reference", str(reference_path),
             "--steps", "6", "--every", "2", "--sample-size", "none")
     history, reference = load_run(run_dir), np.load(reference_path)
-    assert list(history.names) == list(reference["names"])  # DDP's "module." prefix is gone
+    assert list(history.names) == list(reference["names"])
+    assert history.names[:2] == ["0.weight", "0.bias"]  # not DDP's "module.0.weight"
     for group in ("weight", "grad"):
         steps = reference[f"{group}/steps"]
         assert list(history.steps(history.names[0], group)) == list(steps) == ([0, 2, 4, 6] if group == "weight"

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import nbweights as nbw
-from nbweights.capture.distributed import Layout, _quota
+from nbweights.capture.distributed import Layout
+from nbweights.capture.shardsummaries import quota
 from nbweights.capture.pictures import PictureLimits, picture_of
 from nbweights.capture.shardpictures import assemble, picture_plan
 from nbweights.history.rundir import LOG, MAGIC, RunReader, load_run
@@ -125,10 +126,10 @@ def test_a_followed_run_has_the_dashboard_of_a_watcher(tmp_path: Path) -> None:
 
 def test_sample_shares_add_up_and_follow_the_shard_sizes() -> None:
     held = np.array([81 * 800, 80 * 800])
-    shares = [_quota(held, rank, 1000) for rank in (0, 1)]
+    shares = [quota(held, rank, 1000) for rank in (0, 1)]
     assert sum(shares) == 1000 and shares == [503, 497]
-    assert _quota(np.array([0, 5000]), 0, 1000) == 0 and _quota(np.array([0, 5000]), 1, 1000) == 1000
-    assert _quota(held, 0, None) is None and _quota(np.array([300, 200]), 0, 1000) is None
+    assert quota(np.array([0, 5000]), 0, 1000) == 0 and quota(np.array([0, 5000]), 1, 1000) == 1000
+    assert quota(held, 0, None) is None and quota(np.array([300, 200]), 0, 1000) is None
 
 
 @pytest.mark.parametrize("shape", [(161, 800), (5, 161), (200, 3, 3, 3), (3, 200)])

@@ -29,16 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .groups import Captured, empty_summary
+from .groups import Captured
 from .pacing import Pacer
 from .pictures import PictureLimits, picture_of
 from .shardpictures import assemble, picture_plan
-from ..summaries import FIELDS, Summary, _quantized_range, sample_indices
+from .shardsummaries import (SUMMED, agreed_ranges, empty_moments, local_counts, local_moments, merged, quota,
+                             take_samples)
+from ..summaries import sample_indices
 
 log = logging.getLogger("nbweights")
-
-#: Per tensor, the SUM buffer holds these columns, then the histogram counts.
-_SUMMED = ("present", "nonfinite", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq")
 
 
 def world() -> tuple[int, int] | None:
@@ -149,9 +148,10 @@ class DistributedGroup:
         every_rank = [torch.zeros_like(held) for _ in range(self.world_size)]
         dist.all_gather(every_rank, held)  # once, at watch(): who holds how much of each tensor
         held_by = torch.stack(every_rank).cpu().numpy()
-        self.quotas = [_quota(held_by[:, i], self.rank, sample_size) for i in range(len(named))]
-        self._indices = [None if quota is None else sample_indices(int(held_by[self.rank, i]), quota, i * 7919 + self.rank)
-                         for i, quota in enumerate(self.quotas)]
+        self.quotas = [quota(held_by[:, i], self.rank, sample_size) for i in range(len(named))]
+        # Each rank's own seed: the shards' samples are drawn independently.
+        self._indices = [None if share is None else sample_indices(int(held_by[self.rank, i]), share, i * 7919 + self.rank)
+                         for i, share in enumerate(self.quotas)]
         #: Tensors that rank 0 holds whole draw their pictures locally; the rest are assembled.
         self.whole_on_rank0 = [bool(held_by[0, i] == self.numels[i]) for i in range(len(named))]
         self.picture_plans = [None if self.whole_on_rank0[i] else
@@ -170,7 +170,7 @@ class DistributedGroup:
     def remember_before_step(self) -> None:
         params = self.tensors()
         if params is not None:
-            self._before = self._samples([local_part(p).detach() for p in params])
+            self._before = take_samples([self._held(p, i) for i, p in enumerate(params)], self._indices)
 
     def watch_gradients(self) -> list[Any]:
         return []  # gradients are read at the capture: pass the optimizer to watch() under torchrun
@@ -184,28 +184,32 @@ class DistributedGroup:
         if params is None:  # every rank's model goes together: no rank enters the collectives
             return None
         self.bytes_moved = 0
+        count = len(params)
         weights = [self._held(p, i) for i, p in enumerate(params)]
-        grads = [self._held(p.grad, i) for i, p in enumerate(params)] if with_grads else []
-        sets = [(weights, self._weight_ranges, self._before)] + ([(grads, self._grad_ranges, None)] if with_grads else [])
+        sets = [(weights, self._weight_ranges, self._before)]
+        if with_grads:
+            sets.append(([self._held(p.grad, i) for i, p in enumerate(params)], self._grad_ranges, None))
         self._before = None
-        moments = [self._guarded(_local_moments, _empty_moments(len(params)), tensors) for tensors, _, _ in sets]
+        # Round 1: one MAX of [-min, max] of every weight and gradient: the global extremes.
+        moments = [self._guarded(local_moments, empty_moments(count), flats) for flats, _, _ in sets]
         packed = torch.cat([torch.stack([-m[:, 0], m[:, 1]], 1).reshape(-1) for m in moments])
-        extremes = self._all_reduce(packed.to(self.device), "max").cpu().view(len(sets), len(params), 2)
-        summaries = []
-        for index, (tensors, previous, before) in enumerate(sets):
+        extremes = self._all_reduce(packed.to(self.device), "max").cpu().view(len(sets), count, 2)
+        # Round 2: one SUM of the counts, sums and histograms binned over the agreed ranges.
+        shares, agreed = [], []
+        for index, (flats, previous, before) in enumerate(sets):
             low, high = -extremes[index, :, 0], extremes[index, :, 1]
-            ranges = torch.maximum(previous, _quantized_range(torch.maximum(low.abs(), high.abs())))
-            ranges = torch.where(torch.isfinite(ranges), ranges, previous)
+            ranges = agreed_ranges(low, high, previous)
             previous.copy_(ranges)
-            empty = torch.zeros(len(params), len(_SUMMED) + self.bins, dtype=torch.float64)
-            local = self._guarded(self._local_counts, empty, tensors, ranges, moments[index], before)
-            summaries.append((low, high, ranges, local))
-        summed = torch.cat([local.reshape(-1) for *_, local in summaries]).to(self.device)
-        summed = self._all_reduce(summed, "sum").cpu().view(len(sets), len(params), -1).numpy()
-        merged = [self._merged(low, high, ranges, summed[i], before is not None)
-                  for i, ((low, high, ranges, _), (_, _, before)) in enumerate(zip(summaries, sets))]
+            agreed.append((low, high, ranges))
+            empty = torch.zeros(count, len(SUMMED) + self.bins, dtype=torch.float64)
+            shares.append(self._guarded(
+                lambda: local_counts([f is not None for f in flats], take_samples(flats, self._indices), ranges,
+                                     moments[index], self.bins, before), empty).reshape(-1).to(self.device))
+        summed = self._all_reduce(torch.cat(shares), "sum").cpu().view(len(sets), count, -1).numpy()
+        summaries = [merged(self.numels, low, high, ranges, summed[i], sets[i][2] is not None)
+                     for i, (low, high, ranges) in enumerate(agreed)]
         pictures = self._pictures(params)
-        return merged[0], merged[1] if with_grads else None, pictures
+        return summaries[0], summaries[1] if with_grads else None, pictures
 
     # ----- one capture's parts ------------------------------------------------------------
     def _held(self, tensor: torch.Tensor | None, row: int) -> torch.Tensor | None:
@@ -213,67 +217,6 @@ class DistributedGroup:
         if tensor is None or not self.layouts[row].contributes:
             return None
         return local_part(tensor).detach().reshape(-1)
-
-    def _samples(self, flats: Sequence[torch.Tensor | None]) -> list[torch.Tensor | None]:
-        samples = []
-        for flat, index in zip(flats, self._indices):
-            if flat is None:
-                samples.append(None)
-            else:
-                flat = flat.reshape(-1)
-                samples.append((flat if index is None else flat.index_select(0, index.to(flat.device))).float())
-        return samples
-
-    def _local_counts(self, tensors: list, ranges: torch.Tensor, moments: torch.Tensor,
-                      before: list | None) -> torch.Tensor:
-        """This rank's share of the SUM buffer: [T, len(_SUMMED) + bins], float64."""
-        count, bins = len(self.layouts), self.bins
-        samples = self._samples(tensors)
-        kept = [(i, s) for i, s in enumerate(samples) if s is not None and len(s)]
-        device = kept[0][1].device if kept else torch.device("cpu")
-        out = torch.zeros(count, len(_SUMMED) + bins, dtype=torch.float64, device=device)
-        out[:, 0] = torch.tensor([float(t is not None) for t in tensors], dtype=torch.float64)
-        out[:, 1:4] = moments[:, 2:5].double()
-        if not kept:
-            return out
-        rows = torch.cat([torch.full((len(s),), i, dtype=torch.long, device=device) for i, s in kept])
-        sample = torch.cat([s for _, s in kept])
-        # The same arithmetic as summaries.summarize, element by element: equal bins, equal counts.
-        finite = torch.isfinite(sample)
-        ranges = ranges.to(device)
-        row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[rows]
-        bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
-        flat_bin = torch.where(finite, rows * bins + bin_index.nan_to_num(0).long(),
-                               torch.full_like(rows, count * bins))
-        counts = torch.zeros(count * bins + 1, dtype=torch.float64, device=device).scatter_add_(
-            0, flat_bin, torch.ones_like(sample, dtype=torch.float64))
-        out[:, len(_SUMMED):] = counts[: count * bins].view(count, bins)
-        clean = torch.where(finite, sample, torch.zeros_like(sample))
-        for column, values in ((4, finite.double()), (5, (sample == 0).double()), (6, (clean * clean).double())):
-            out[:, column].index_add_(0, rows, values)
-        if before is not None and all(before[i] is not None for i, _ in kept):
-            old = torch.cat([before[i] for i, _ in kept])
-            change = torch.where(finite, sample - old, torch.zeros_like(sample))
-            out[:, 7].index_add_(0, rows, (change * change).double())
-        return out
-
-    def _merged(self, low: torch.Tensor, high: torch.Tensor, ranges: torch.Tensor, summed: np.ndarray,
-                measured_update: bool) -> Summary:
-        summary = empty_summary(len(self.layouts), self.bins)
-        present = summed[:, 0] > 0
-        fields = summary.fields
-        fields[:, FIELDS.index("count")] = self.numels
-        for column, name in enumerate(_SUMMED[1:], start=1):
-            fields[:, FIELDS.index(name)] = summed[:, column]
-        if not measured_update:
-            fields[:, FIELDS.index("delta_sq")] = np.nan
-        finite_seen = (low <= high).numpy()  # some rank saw a finite element
-        fields[:, FIELDS.index("min")] = np.where(finite_seen, low.numpy(), np.nan)
-        fields[:, FIELDS.index("max")] = np.where(finite_seen, high.numpy(), np.nan)
-        fields[~present] = np.nan  # no rank had this gradient
-        summary.counts[:] = np.where(present[:, None], summed[:, len(_SUMMED):], 0).astype(np.float32)
-        summary.ranges[:] = ranges.numpy()
-        return summary
 
     def _pictures(self, params: list[nn.Parameter]) -> list[tuple[int, str, np.ndarray]]:
         """Rank 0's pictures: its own for tensors it holds whole, pieces reduced for the rest."""
@@ -316,56 +259,6 @@ class DistributedGroup:
         except Exception:
             log.exception("nbweights: the local part of a distributed capture failed on rank %d", self.rank)
             return empty
-
-
-def _quota(held: np.ndarray, rank: int, sample_size: int | None) -> int | None:
-    """How many elements this rank samples of one tensor (None: all it holds).
-
-    Shares of ``sample_size`` proportional to each rank's block, rounded so they add up to it.
-    """
-    total = int(held.sum())
-    if sample_size is None or total <= sample_size:
-        return None
-    before = int(held[:rank].sum())
-    return (sample_size * (before + int(held[rank]))) // total - (sample_size * before) // total
-
-
-def _empty_moments(count: int) -> torch.Tensor:
-    moments = torch.zeros(count, 5)
-    moments[:, 0], moments[:, 1] = math.inf, -math.inf
-    return moments
-
-
-def _local_moments(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
-    """[T, 5] finite min, finite max, NaN/Inf count, sum and sum of squares of finite elements of
-    each tensor's block held here (min +inf, max -inf where none)."""
-    moments = _empty_moments(len(tensors))
-    fast = []
-    for i, flat in enumerate(tensors):
-        if flat is None or flat.numel() == 0:
-            continue
-        low, high = torch.aminmax(flat)
-        if flat.dtype == torch.float32:
-            fast.append((i, torch.stack([low, high, low.new_zeros(()), flat.sum(), torch.dot(flat, flat)])))
-        else:
-            norm = torch.linalg.vector_norm(flat, dtype=torch.float32)
-            fast.append((i, torch.stack([low.float(), high.float(), norm.new_zeros(()),
-                                         flat.sum(dtype=torch.float32), norm * norm])))
-    if not fast:
-        return moments
-    stacked = torch.stack([row.cpu() for _, row in fast])
-    rows = [i for i, _ in fast]
-    moments[rows] = stacked
-    for position in np.flatnonzero(~torch.isfinite(stacked).all(1).numpy()):  # NaN/Inf: read again
-        flat = tensors[rows[position]].float()
-        finite = flat[torch.isfinite(flat)]
-        row = moments[rows[position]]
-        row[2] = flat.numel() - finite.numel()
-        if finite.numel():
-            row[0], row[1], row[3], row[4] = finite.min(), finite.max(), finite.sum(), torch.dot(finite, finite)
-        else:
-            row[0], row[1], row[3], row[4] = math.inf, -math.inf, 0.0, 0.0
-    return moments
 
 
 def make_groups(named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
