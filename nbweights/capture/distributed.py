@@ -74,12 +74,28 @@ class Layout:
     shape: tuple[int, ...]
 
 
-def layout_of(tensor: torch.Tensor, rank: int) -> Layout:
-    """Which block of ``tensor`` this rank holds and whether it is the one to summarise."""
+def is_sharded(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` is a DTensor (its ranks hold blocks), not a plain replica."""
     dtensor = _dtensor_class()
+    return dtensor is not None and isinstance(tensor, dtensor)
+
+
+def spread(numels: Sequence[int], world_size: int) -> list[int]:
+    """Which rank summarises each replicated tensor: largest first, to the least loaded rank,
+    so that the ranks share the work (the same answer on every rank)."""
+    load, owners = [0] * world_size, [0] * len(numels)
+    for i in sorted(range(len(numels)), key=lambda i: (-numels[i], i)):
+        owners[i] = min(range(world_size), key=lambda r: (load[r], r))
+        load[owners[i]] += numels[i]
+    return owners
+
+
+def layout_of(tensor: torch.Tensor, rank: int, owner: int = 0) -> Layout:
+    """Which block of ``tensor`` this rank holds and whether it is the one to summarise it
+    (``owner``: the rank that summarises a plain, replicated tensor)."""
     shape = tuple(tensor.shape)
-    if dtensor is None or not isinstance(tensor, dtensor):
-        return Layout(rank == 0, (0,) * len(shape), shape)
+    if not is_sharded(tensor):
+        return Layout(rank == owner, (0,) * len(shape), shape)
     from torch.distributed.tensor import Replicate, Shard
     from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
     mesh, placements = tensor.device_mesh, tensor.placements
@@ -141,7 +157,8 @@ class DistributedGroup:
         self.shapes = [tuple(p.shape) for _, p in named]
         self.numels = [math.prod(shape) for shape in self.shapes]
         self._refs = [weakref.ref(p) for _, p in named]
-        self.layouts = [layout_of(p, self.rank) for _, p in named]
+        owners = spread([p.numel() for _, p in named], self.world_size)
+        self.layouts = [layout_of(p, self.rank, owner) for (_, p), owner in zip(named, owners)]
         self.device = _buffer_device()
         held = torch.tensor([math.prod(l.shape) if l.contributes else 0 for l in self.layouts],
                             dtype=torch.int64, device=self.device)
@@ -152,8 +169,10 @@ class DistributedGroup:
         # Each rank's own seed: the shards' samples are drawn independently.
         self._indices = [None if share is None else sample_indices(int(held_by[self.rank, i]), share, i * 7919 + self.rank)
                          for i, share in enumerate(self.quotas)]
-        #: Tensors that rank 0 holds whole draw their pictures locally; the rest are assembled.
-        self.whole_on_rank0 = [bool(held_by[0, i] == self.numels[i]) for i in range(len(named))]
+        #: Tensors that rank 0 holds whole (replicas, or DTensors it holds all of) draw their
+        #: pictures locally; the rest are assembled from pieces.
+        self.whole_on_rank0 = [not is_sharded(p) or bool(held_by[0, i] == self.numels[i])
+                               for i, (_, p) in enumerate(named)]
         self.picture_plans = [None if self.whole_on_rank0[i] else
                               picture_plan(self.shapes[i], limits, named[i][1].is_floating_point())
                               for i in range(len(named))]

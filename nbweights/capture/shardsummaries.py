@@ -115,15 +115,23 @@ def local_counts(present: Sequence[bool], samples: Sequence[torch.Tensor | None]
     row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[rows]
     bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
     flat_bin = torch.where(finite, rows * bins + bin_index.nan_to_num(0).long(), torch.full_like(rows, count * bins))
-    counts = torch.zeros(count * bins + 1, dtype=torch.float64, device=device).scatter_add_(
-        0, flat_bin, torch.ones_like(sample, dtype=torch.float64))
-    out[:, len(SUMMED):] = counts[: count * bins].view(count, bins)
+    # Integer counts: exact however many elements (float32 would stop counting at 2**24).
+    if device.type == "cpu":
+        counts = torch.bincount(flat_bin, minlength=count * bins + 1)
+    else:  # bincount reads its input's max on the host: a sync per call on CUDA
+        counts = torch.zeros(count * bins + 1, dtype=torch.long, device=device).scatter_add_(
+            0, flat_bin, torch.ones_like(flat_bin))
+    counts = counts[: count * bins].view(count, bins)
+    out[:, len(SUMMED):] = counts.double()
+    out[:, 4] = counts.sum(1).double()  # each finite sampled element is in exactly one bin
+    zero_rows = rows[sample == 0]
+    out[:, 5] = torch.zeros(count, dtype=torch.long, device=device).index_add_(
+        0, zero_rows, torch.ones_like(zero_rows)).double()
     clean = torch.where(finite, sample, torch.zeros_like(sample))
-    for column, values in ((4, finite), (5, sample == 0), (6, clean * clean)):
-        out[:, column].index_add_(0, rows, values.double())
+    out[:, 6] = torch.zeros(count, device=device).index_add_(0, rows, clean * clean).double()
     if before is not None and all(before[i] is not None and len(before[i]) == len(s) for i, s in kept):
         change = torch.where(finite, sample - torch.cat([before[i] for i, _ in kept]), torch.zeros_like(sample))
-        out[:, 7].index_add_(0, rows, (change * change).double())
+        out[:, 7] = torch.zeros(count, device=device).index_add_(0, rows, change * change).double()
     return out
 
 
