@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import nbweights as nbw
-from nbweights.capture.distributed import Layout
+from nbweights.capture.layouts import Layout
 from nbweights.capture.shardsummaries import quota
 from nbweights.capture.pictures import PictureLimits, picture_of
 from nbweights.capture.shardpictures import assemble, picture_plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nbweights.capture.distributed import spread
+from nbweights.capture.layouts import spread
 from nbweights.capture.shardsummaries import agreed_ranges, local_counts, local_moments, merged, take_samples
 from nbweights.summaries import FIELDS, SummaryPlan, finish, summarize
 

@@ -1,9 +1,9 @@
 """Watching a model trained by several processes (torchrun: DDP, FSDP2) with exact summaries.
 
-Each watched tensor has a *layout*: which part of it this rank holds. A plain parameter (DDP,
-replicated on every rank) is summarised by rank 0 alone; the others hold an empty part of it.
-An FSDP2 parameter is a DTensor: each rank summarises its local shard. Shard summaries are
-merged with two collectives per capture, never by gathering a tensor:
+Each watched tensor has a *layout* (:mod:`.layouts`): which part of it this rank holds. A plain
+parameter (DDP, replicated on every rank) is summarised by one rank, the ranks sharing them out
+by size; an FSDP2 parameter is a DTensor, and each rank summarises its local shard. The parts
+are merged with two collectives per capture, never by gathering a tensor:
 
 1. one all-reduce MAX of ``[-min, max]`` of every tensor: the global range, from which the
    histogram edges are quantised exactly as one process does (``summaries._quantized_range``);
@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import weakref
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from .groups import Captured
+from .groups import Captured, ParameterGroup
 from .pacing import Pacer
+from .layouts import is_sharded, layout_of, local_part, spread
 from .pictures import PictureLimits, picture_of
 from .shardpictures import assemble, picture_plan
 from .shardsummaries import (SUMMED, agreed_ranges, empty_moments, local_counts, local_moments, merged, quota,
@@ -52,68 +53,6 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module inside a DistributedDataParallel wrapper (its names lack the "module." prefix)."""
     from torch.nn.parallel import DistributedDataParallel
     return model.module if isinstance(model, DistributedDataParallel) else model
-
-
-def _dtensor_class() -> type | None:
-    try:
-        from torch.distributed.tensor import DTensor
-        return DTensor
-    except ImportError:  # torch built without distributed tensors
-        return None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The part of one tensor this rank holds: global ``offset`` and ``shape`` of its block.
-
-    ``contributes`` is False where another rank summarises this block (a replica).
-    """
-
-    contributes: bool
-    offset: tuple[int, ...]
-    shape: tuple[int, ...]
-
-
-def is_sharded(tensor: torch.Tensor) -> bool:
-    """Whether ``tensor`` is a DTensor (its ranks hold blocks), not a plain replica."""
-    dtensor = _dtensor_class()
-    return dtensor is not None and isinstance(tensor, dtensor)
-
-
-def spread(numels: Sequence[int], world_size: int) -> list[int]:
-    """Which rank summarises each replicated tensor: largest first, to the least loaded rank,
-    so that the ranks share the work (the same answer on every rank)."""
-    load, owners = [0] * world_size, [0] * len(numels)
-    for i in sorted(range(len(numels)), key=lambda i: (-numels[i], i)):
-        owners[i] = min(range(world_size), key=lambda r: (load[r], r))
-        load[owners[i]] += numels[i]
-    return owners
-
-
-def layout_of(tensor: torch.Tensor, rank: int, owner: int = 0) -> Layout:
-    """Which block of ``tensor`` this rank holds and whether it is the one to summarise it
-    (``owner``: the rank that summarises a plain, replicated tensor)."""
-    shape = tuple(tensor.shape)
-    if not is_sharded(tensor):
-        return Layout(rank == owner, (0,) * len(shape), shape)
-    from torch.distributed.tensor import Replicate, Shard
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-    mesh, placements = tensor.device_mesh, tensor.placements
-    coordinate = mesh.get_coordinate()
-    if coordinate is None or not all(isinstance(p, (Replicate, Shard)) for p in placements):
-        return Layout(False, (0,) * len(shape), (0,) * len(shape))  # not here, or Partial: see docs
-    # Of the ranks holding the same block (a Replicate mesh dimension), the first summarises it.
-    first = all(c == 0 for c, p in zip(coordinate, placements) if isinstance(p, Replicate))
-    local_shape, offset = compute_local_shape_and_global_offset(shape, mesh, placements)
-    return Layout(first, tuple(offset), tuple(local_shape))
-
-
-def local_part(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    """The elements of ``tensor`` held by this process (a DTensor's local shard), never gathered."""
-    if tensor is None:
-        return None
-    dtensor = _dtensor_class()
-    return tensor.to_local() if dtensor is not None and isinstance(tensor, dtensor) else tensor
 
 
 class AgreedPacer(Pacer):
@@ -280,7 +219,34 @@ class DistributedGroup:
             return empty
 
 
-def make_groups(named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
-                limits: PictureLimits) -> list[DistributedGroup]:
-    """The one group of a rank under torch.distributed (see :class:`DistributedGroup`)."""
+def groups(named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
+           limits: PictureLimits) -> list[Any]:
+    """The parameter groups of this process: one :class:`DistributedGroup` under torch.distributed
+    with several processes, else one :class:`~.groups.ParameterGroup` per device."""
+    if world() is None:
+        return ParameterGroup.split(named, bins, sample_size, limits)
     return [DistributedGroup(named, bins, sample_size, limits)] if named else []
+
+
+def attach(watcher: Any, run_dir: str | os.PathLike | None) -> None:
+    """Wire a new Watcher to torch.distributed and to its run directory.
+
+    Sets ``watcher.distributed`` (``(rank, world_size)`` or None); under torch.distributed,
+    refuses options that would let ranks diverge and makes the pacer agree on capture steps.
+    Rank 0 (or the single process) appends every record to ``run_dir`` (``watcher.run``), which
+    the watcher's ``close()`` closes with its hooks.
+    """
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        raise TypeError(f"run_dir= expected a path (str or os.PathLike), got {type(run_dir).__name__}")
+    watcher.distributed = where = world()
+    if where is not None:
+        if watcher.stop_on_nonfinite:
+            raise ValueError("stop_on_nonfinite=True is not supported under torch.distributed "
+                             "(ranks would stop at different steps); read w.health() instead")
+        watcher.pacer = AgreedPacer(watcher.pacer.every, watcher.pacer.budget)
+    watcher.run = None
+    if run_dir is not None and (where is None or where[0] == 0):
+        from ..history.rundir import RunWriter
+        watcher.run = RunWriter(run_dir, watcher.history, world_size=where[1] if where else 1)
+        watcher.add_listener(watcher.run.flush)
+        watcher._handles.append(watcher.run)

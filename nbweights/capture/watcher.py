@@ -18,7 +18,7 @@ from torch import nn
 
 from . import distributed
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
-from .groups import ParameterGroup, empty_summary
+from .groups import empty_summary
 from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
@@ -64,18 +64,13 @@ class Watcher:
                  stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
                  run_dir: str | None = None):
         model = check_model(model, "watch")
-        #: ``(rank, world_size)`` under torch.distributed with several processes, else None.
-        self.distributed = distributed.world()
-        if self.distributed and stop_on_nonfinite:
-            raise ValueError("stop_on_nonfinite=True is not supported under torch.distributed "
-                             "(ranks would stop at different steps); read w.health() instead")
         optimizer = _check_optimizer(optimizer)
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins= must be an int >= 2, got {bins!r}")
         if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
             raise ValueError(f"sample_size= must be a positive int or None, got {sample_size!r}")
         self.history = History(max_bytes=max_bytes, bins=bins)
-        self.pacer = (distributed.AgreedPacer if self.distributed else Pacer)(every, budget)
+        self.pacer = Pacer(every, budget)
         self.step = 0
         self._model = weakref.ref(model)
         self._optimizer = weakref.ref(optimizer) if optimizer is not None else None
@@ -91,8 +86,7 @@ class Watcher:
         named = select_parameters(distributed.unwrap(model), params)
         self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self.history.declare("grad", [n for n, _ in named], [tuple(p.shape) for _, p in named])
-        split = distributed.make_groups if self.distributed else ParameterGroup.split
-        self._groups = split(named, bins, sample_size, pictures or PictureLimits())
+        self._groups = distributed.groups(named, bins, sample_size, pictures or PictureLimits())
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.thresholds = thresholds or Thresholds()
         self._activations: ActivationHooks | None = None
@@ -101,13 +95,8 @@ class Watcher:
             self._activations = ActivationHooks(modules, bins, sample_size or 4096, self._activations_due)
             self.history.declare("activation", self._activations.names, [() for _ in modules])
         self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
+        distributed.attach(self, run_dir)  # under torchrun: agreed pacing; rank 0 writes run_dir
         self._attach(model, optimizer)
-        self.run = None
-        if run_dir is not None and (self.distributed is None or self.distributed[0] == 0):
-            from ..history.rundir import RunWriter
-            #: Appends every record to ``run_dir`` for ``nbweights.follow`` (rank 0 only).
-            self.run = RunWriter(run_dir, self.history, world_size=(self.distributed or (0, 1))[1])
-            self.add_listener(self.run.flush)
         self._capture(0)
 
     # ----- hooks --------------------------------------------------------------------------
@@ -293,8 +282,6 @@ class Watcher:
         self._handles.clear()
         if self._activations is not None:
             self._activations.remove()
-        if getattr(self, "run", None) is not None:
-            self.run.close()
 
     def __enter__(self) -> "Watcher":
         return self

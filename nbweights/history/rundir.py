@@ -97,9 +97,11 @@ class RunWriter:
     def closed(self) -> bool:
         return self._fd is None
 
-    def _observe(self, description: dict, step: int, row: dict[str, np.ndarray]) -> None:
-        if self._fd is None:
+    def _observe(self, timeline: Any, step: int, row: dict[str, np.ndarray]) -> None:
+        history = self._history()
+        if self._fd is None or history is None:
             return
+        description = describe(history, timeline)
         names = sorted(row)
         self._entries.append({"store": description, "step": int(step), "columns": names})
         self._blobs.extend(_npy(np.asarray(row[name])) for name in names)
@@ -123,6 +125,10 @@ class RunWriter:
         self.bytes_written += len(frame)
         self._last_write = time.monotonic()
 
+    def remove(self) -> None:
+        """:meth:`close`, named as a hook handle's method: ``Watcher.close()`` removes its handles."""
+        self.close()
+
     def close(self) -> None:
         """Write what is pending and an end mark, and close the log. Safe to repeat."""
         if self._fd is None:
@@ -136,6 +142,21 @@ class RunWriter:
             history = self._history()
             if history is not None and self._observe in history.observers:
                 history.observers.remove(self._observe)
+
+
+def describe(history: History, timeline: Any) -> dict:
+    """The :meth:`History.export` description of the store that ``timeline`` is (by identity)."""
+    for group, candidate in history._summaries.items():
+        if candidate is timeline:
+            return {"store": "summaries", "group": group}
+    for name, (kind, candidate) in history._pictures.items():
+        if candidate is timeline:
+            return {"store": "picture", "name": name, "kind": kind}
+    for store, timelines in (("metric", history._metrics), ("feature_maps", history._feature_maps)):
+        for name, candidate in timelines.items():
+            if candidate is timeline:
+                return {"store": store, "name": name}
+    raise LookupError("a timeline that this history does not hold")
 
 
 def _close_at_exit(ref: "weakref.ref[RunWriter]") -> None:

@@ -50,8 +50,7 @@ class History:
         self._nbytes = 0
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
-        #: Called as ``observer(description, step, row)`` after each appended row, where
-        #: ``description`` is the store's entry in :meth:`export` (a run directory's writer).
+        #: Called as ``observer(timeline, step, row)`` after each row appended (a run_dir writer).
         self.observers: list = []
 
     # ----- what is recorded -------------------------------------------------------------
@@ -243,10 +242,8 @@ class History:
         timeline.append(step, **row)
         self._nbytes += timeline.nbytes - before
         self.version += 1
-        if self.observers:
-            description = self._describe(timeline)
-            for observer in self.observers:
-                observer(description, step, row)
+        for observer in self.observers:
+            observer(timeline, step, row)
         while self._nbytes > self.max_bytes:
             largest = max(self._timelines(), key=lambda t: t.nbytes)
             if len(largest) <= 2:
@@ -254,20 +251,6 @@ class History:
             before = largest.nbytes
             largest.thin()
             self._nbytes += largest.nbytes - before
-
-    def _describe(self, timeline: Timeline) -> dict:
-        """The :meth:`export` description of the store that ``timeline`` is (found by identity)."""
-        for group, candidate in self._summaries.items():
-            if candidate is timeline:
-                return {"store": "summaries", "group": group}
-        for name, (kind, candidate) in self._pictures.items():
-            if candidate is timeline:
-                return {"store": "picture", "name": name, "kind": kind}
-        for store, timelines in (("metric", self._metrics), ("feature_maps", self._feature_maps)):
-            for name, candidate in timelines.items():
-                if candidate is timeline:
-                    return {"store": store, "name": name}
-        raise LookupError("a timeline that this history does not hold")
 
     def _check_group(self, group: str) -> str:
         if group not in GROUPS:
