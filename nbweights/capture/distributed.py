@@ -106,7 +106,8 @@ class DistributedGroup:
         held_by = torch.stack(every_rank).cpu().numpy()
         self.quotas = [quota(held_by[:, i], self.rank, sample_size) for i in range(len(named))]
         # Each rank's own seed: the shards' samples are drawn independently.
-        self._indices = [None if share is None else sample_indices(int(held_by[self.rank, i]), share, i * 7919 + self.rank)
+        self._indices = [None if share is None else
+                         sample_indices(int(held_by[self.rank, i]), share, i * 7919 + self.rank)
                          for i, share in enumerate(self.quotas)]
         #: Tensors that rank 0 holds whole (replicas, or DTensors it holds all of) draw their
         #: pictures locally; the rest are assembled from pieces.

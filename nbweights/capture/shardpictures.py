@@ -67,11 +67,16 @@ def assemble(plan: PicturePlan, local: torch.Tensor, layout: Any) -> torch.Tenso
         out[tuple(target)] = local[tuple(source)].float()
         return out
     (grid_rows, grid_cols), (block_rows, block_cols) = plan.out_shape, plan.block
-    rows = torch.arange(layout.offset[0], layout.offset[0] + layout.shape[0], device=local.device)
-    cols = torch.arange(layout.offset[1], layout.offset[1] + layout.shape[1], device=local.device)
-    keep_rows, keep_cols = rows < grid_rows * block_rows, cols < grid_cols * block_cols
-    part = local[keep_rows][:, keep_cols].float()
-    by_rows = torch.zeros(grid_rows, part.shape[1], device=local.device).index_add_(
-        0, rows[keep_rows] // block_rows, part)
-    sums = out.index_add_(1, cols[keep_cols] // block_cols, by_rows)
-    return sums / (block_rows * block_cols)
+    # The rows and columns of this block that fall in whole blocks of the grid (a prefix of each:
+    # the grid leaves out only trailing rows and columns), sliced, not copied.
+    (row0, col0), (rows, cols) = layout.offset, layout.shape
+    rows_in = min(rows, max(grid_rows * block_rows - row0, 0))
+    cols_in = min(cols, max(grid_cols * block_cols - col0, 0))
+    if rows_in == 0 or cols_in == 0:
+        return out
+    part = local[:rows_in, :cols_in].float()
+    device = local.device
+    block_of_row = torch.arange(row0, row0 + rows_in, device=device) // block_rows
+    block_of_col = torch.arange(col0, col0 + cols_in, device=device) // block_cols
+    by_rows = torch.zeros(grid_rows, cols_in, device=device).index_add_(0, block_of_row, part)
+    return out.index_add_(1, block_of_col, by_rows) / (block_rows * block_cols)

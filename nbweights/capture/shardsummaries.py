@@ -114,7 +114,8 @@ def local_counts(present: Sequence[bool], samples: Sequence[torch.Tensor | None]
     ranges = ranges.to(device)
     row_range = torch.where(ranges > 0, ranges.clamp_min(1e-30), torch.ones_like(ranges))[rows]
     bin_index = ((sample / row_range + 1) * (bins / 2)).floor().clamp(0, bins - 1)
-    flat_bin = torch.where(finite, rows * bins + bin_index.nan_to_num(0).long(), torch.full_like(rows, count * bins))
+    flat_bin = torch.where(finite, rows * bins + bin_index.nan_to_num(0).long(),
+                           torch.full_like(rows, count * bins))
     # Integer counts: exact however many elements (float32 would stop counting at 2**24).
     if device.type == "cpu":
         counts = torch.bincount(flat_bin, minlength=count * bins + 1)

@@ -101,10 +101,15 @@ class RunWriter:
         history = self._history()
         if self._fd is None or history is None:
             return
-        description = describe(history, timeline)
-        names = sorted(row)
+        try:  # called inside a capture: a failure here must never break training
+            description = describe(history, timeline)
+            names = sorted(row)
+            blobs = [_npy(np.asarray(row[name])) for name in names]
+        except Exception:
+            log.exception("nbweights: a record could not be written to %s (left out)", self.path)
+            return
         self._entries.append({"store": description, "step": int(step), "columns": names})
-        self._blobs.extend(_npy(np.asarray(row[name])) for name in names)
+        self._blobs.extend(blobs)
         self._has_capture = self._has_capture or description["store"] != "metric"
 
     def flush(self, step: int | None = None, force: bool = False) -> None:
