@@ -32,26 +32,32 @@ run = nbw.follow(run_dir, interval=0.2)
 run
 """
 AFTER = "job.wait(); run.refresh(); print(job.returncode, run)"
+STATE = "print(job.poll(), run, os.path.getsize(os.path.join(run_dir, 'records.log')), run.dashboard.slider.max)"
 
 
-def slider_step(dash: DashboardUI) -> int:
-    readout = dash.frame()["slider"] or ""
-    return int(readout) if readout.strip().isdigit() else -1
+def status_step(dash: DashboardUI) -> int:
+    """The step the dashboard's status line reports ("step 12 · 13 snapshots · ..."), or -1."""
+    found = re.match(r"step (\d+) ", dash.frame()["status"] or "")
+    return int(found.group(1)) if found else -1
 
 
 def test_a_followed_run_redraws_while_the_job_writes(open_notebook, jupyter_server, screenshot_dir):
-    jupyter_server.write_notebook(NOTEBOOK, [SETUP, AFTER])
+    jupyter_server.write_notebook(NOTEBOOK, [SETUP, AFTER, STATE])
     nb = open_notebook(NOTEBOOK)
     nb.run_cell_and_wait(0, timeout=240)  # ends once the job has written its header
     dash = DashboardUI(nb, 0).wait_drawn(120)
     seen = []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(set(seen)) < 4:
-        seen.append(slider_step(dash))  # no cell runs: the follower's thread drives the redraws
+        seen.append(status_step(dash))  # no cell runs: the follower's thread drives the redraws
         time.sleep(1.0)
     distinct = sorted(set(s for s in seen if s >= 0))
-    assert len(distinct) >= 3, f"the step slider did not follow the job: read {seen}"
-    assert seen == sorted(seen), f"the slider went back while following: {seen}"
+    if len(distinct) < 3:
+        nb.screenshot("followed_run_failed", dash.root)
+        nb.run_cell_and_wait(2, timeout=60)
+        raise AssertionError(f"the status line did not follow the job: read {seen}; the kernel says "
+                             f"{nb.output(2).inner_text()!r}; the dashboard shows {dash.frame()['status']!r}")
+    assert seen == sorted(seen), f"the status went back while following: {seen}"
     assert dash.frame()["errors"] == []
     nb.screenshot("followed_run", dash.root)
     nb.run_cell_and_wait(1, timeout=240)
