@@ -47,6 +47,17 @@ def test_blocks_add_up_to_the_summary_of_the_whole_tensor():
     assert np.isnan(got.fields[:, FIELDS.index("delta_sq")]).all()  # no update measured
 
 
+def test_the_update_size_compares_with_a_copy_taken_before_the_step():
+    weight = torch.ones(10)
+    before = take_samples([weight], [None], copy=True)
+    with torch.no_grad():
+        weight.add_(torch.arange(10.0))  # an optimizer's in-place step
+    now = take_samples([weight], [None])
+    moments = local_moments([weight])
+    counts = local_counts([True], now, torch.tensor([16.0]), moments, BINS, before)
+    assert counts[0, 7] == float((torch.arange(10.0) ** 2).sum())  # delta_sq: 285, not 0
+
+
 def test_replicated_tensors_are_shared_out_by_size():
     owners = spread([100, 10, 90, 5, 1], 2)
     # Largest first to the least loaded: 100 -> 0; 90 -> 1; 10 -> 1 (100 each); 5 -> 0 (the tie's

@@ -129,7 +129,7 @@ class DistributedGroup:
     def remember_before_step(self) -> None:
         params = self.tensors()
         if params is not None:
-            self._before = take_samples([self._held(p, i) for i, p in enumerate(params)], self._indices)
+            self._before = take_samples([self._held(p, i) for i, p in enumerate(params)], self._indices, copy=True)
 
     def watch_gradients(self) -> list[Any]:
         return []  # gradients are read at the capture: pass the optimizer to watch() under torchrun

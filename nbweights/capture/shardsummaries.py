@@ -32,16 +32,21 @@ def quota(held: np.ndarray, rank: int, sample_size: int | None) -> int | None:
     return (sample_size * (before + int(held[rank]))) // total - (sample_size * before) // total
 
 
-def take_samples(flats: Sequence[torch.Tensor | None], indices: Sequence[torch.Tensor | None]
-                 ) -> list[torch.Tensor | None]:
-    """Each flat block's sampled elements (all of them where its index is None), as float32."""
+def take_samples(flats: Sequence[torch.Tensor | None], indices: Sequence[torch.Tensor | None],
+                 copy: bool = False) -> list[torch.Tensor | None]:
+    """Each flat block's sampled elements (all of them where its index is None), as float32.
+
+    ``copy``: never a view of the tensor (a sample kept across the optimizer's in-place step).
+    """
     samples: list[torch.Tensor | None] = []
     for flat, index in zip(flats, indices):
         if flat is None:
             samples.append(None)
         else:
-            picked = flat if index is None else flat.index_select(0, index.to(flat.device))
-            samples.append(picked.float())
+            if index is None:
+                samples.append(flat.to(torch.float32, copy=copy))
+            else:
+                samples.append(flat.index_select(0, index.to(flat.device)).float())
     return samples
 
 
