@@ -15,8 +15,10 @@ from .capture import NonFiniteError, Watcher, check_model
 from .health import Signal, Thresholds
 from .history import History
 from .history.fileformat import load_history as load
+from .history.follow import Follower
 
-__all__ = ["watch", "show", "load", "Watcher", "History", "NonFiniteError", "Signal", "Thresholds"]
+__all__ = ["watch", "show", "load", "follow", "Watcher", "Follower", "History", "NonFiniteError", "Signal",
+           "Thresholds"]
 __version__ = "0.1.0"
 
 #: What ``watch()`` was told for the dashboard of each watcher (view options, not capture's).
@@ -29,6 +31,7 @@ def _make_dashboard(watcher: Watcher) -> Any:
 
 
 Watcher.display_factory = staticmethod(_make_dashboard)
+Follower.display_factory = staticmethod(_make_dashboard)
 
 
 def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | None = None,
@@ -38,14 +41,28 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
     Capture options: ``params=`` (names, globs or module types; default every trainable
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,
-    ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``. Display options: ``image_shape=``
-    and ``class_names=`` (the class-images view of a linear layer over pixels).
+    ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``, ``run_dir=`` (append every
+    snapshot to a folder that :func:`follow` reads; under torchrun, rank 0 writes it). Display
+    options: ``image_shape=`` and ``class_names=`` (the class-images view of a linear layer over
+    pixels).
     """
     watcher = Watcher(model, optimizer, **options)
     shown = {k: v for k, v in (("image_shape", image_shape), ("class_names", class_names)) if v is not None}
     if shown:
         _display_options[watcher] = shown
     return watcher
+
+
+def follow(run_dir: Any, *, interval: float = 0.5, thresholds: Thresholds | None = None,
+           image_shape: Sequence[int] | None = None, class_names: Sequence[str] | None = None) -> Follower:
+    """Follow a run directory written by ``watch(..., run_dir=...)`` (a torchrun job, another
+    process or machine): ``.history`` grows as the job writes, ``.health()``, and the same
+    dashboard as a Watcher's (the cell's last line), redrawn live; it stays after the job ends."""
+    follower = Follower(run_dir, interval=interval, thresholds=thresholds)
+    shown = {k: v for k, v in (("image_shape", image_shape), ("class_names", class_names)) if v is not None}
+    if shown:
+        _display_options[follower] = shown
+    return follower
 
 
 def show(model: Any, **options: Any) -> Any:

@@ -14,16 +14,17 @@ def mlp() -> nn.Module:
 
 
 #: Test files that run notebooks, browsers, benchmarks or subprocess jobs: all of them "slow".
-SLOW_FILES = ("test_notebooks.py", "test_benchmarks.py")
+SLOW_FILES = ("test_notebooks.py", "test_benchmarks.py", "test_distributed.py")
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than a few seconds (browser, notebooks, "
-                                       "benchmarks, real trainers); `pytest -m 'not slow'` skips them")
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``slow`` marker (tests of more than a few seconds; CI runs them too)."""
+    if not any(line.startswith("slow:") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: takes more than a few seconds (browser, notebooks, "
+                                           "benchmarks, trainers, torchrun); CI runs them too")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        path = item.path
-        if "browser" in path.parts or path.name in SLOW_FILES:
+        if "browser" in item.path.parts or item.path.name in SLOW_FILES:
             item.add_marker(pytest.mark.slow)

@@ -16,8 +16,9 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
+from . import distributed
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
-from .groups import ParameterGroup, empty_summary
+from .groups import empty_summary
 from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
@@ -60,7 +61,8 @@ class Watcher:
                  params: Selector = None, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  bins: int = 64, sample_size: int | None = 4096, max_bytes: int = DEFAULT_MAX_BYTES,
                  pictures: PictureLimits | None = None, activations: Selector | bool = False,
-                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None):
+                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
+                 run_dir: str | None = None):
         model = check_model(model, "watch")
         optimizer = _check_optimizer(optimizer)
         if not isinstance(bins, int) or bins < 2:
@@ -81,11 +83,11 @@ class Watcher:
         #: thread) hold it to read a history that no record is changing under them.
         self.lock = threading.RLock()
 
-        named = select_parameters(model, params)
+        named = select_parameters(distributed.unwrap(model), params)
         self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
         self.history.declare("grad", [n for n, _ in named], [tuple(p.shape) for _, p in named])
-        self._groups = ParameterGroup.split(named, bins, sample_size, pictures or PictureLimits())
-        self._one_group = len(self._groups) == 1 and self._groups[0].rows == list(range(len(named)))
+        self._groups = distributed.groups(named, bins, sample_size, pictures or PictureLimits())
+        self._one_group = len(self._groups) == 1 and list(self._groups[0].rows) == list(range(len(named)))
         self.stop_on_nonfinite = bool(stop_on_nonfinite)
         self.thresholds = thresholds or Thresholds()
         self._activations: ActivationHooks | None = None
@@ -94,6 +96,7 @@ class Watcher:
             self._activations = ActivationHooks(modules, bins, sample_size or 4096, self._activations_due)
             self.history.declare("activation", self._activations.names, [() for _ in modules])
         self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
+        distributed.attach(self, run_dir)  # under torchrun: agreed pacing; rank 0 writes run_dir
         self._attach(model, optimizer)
         self._capture(0)
 

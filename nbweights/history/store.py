@@ -50,6 +50,8 @@ class History:
         self._nbytes = 0
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
+        #: Called as ``observer(timeline, step, row)`` after each row appended (a run_dir writer).
+        self.observers: list = []
 
     # ----- what is recorded -------------------------------------------------------------
     @property
@@ -254,6 +256,8 @@ class History:
         timeline.append(step, **row)
         self._nbytes += timeline.nbytes - before
         self.version += 1
+        for observer in self.observers:
+            observer(timeline, step, row)
         while self._nbytes > self.max_bytes:
             largest = max(self._timelines(), key=lambda t: t.nbytes)
             if len(largest) <= 2:
