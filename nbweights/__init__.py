@@ -35,6 +35,7 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
           class_names: Sequence[str] | None = None, **options: Any) -> Watcher:
     """Attach nbweights to a model (and its optimizer) and return the :class:`Watcher`.
 
+    ``optimizer`` may be a list (a GAN's two): a step is then complete once each has stepped.
     Capture options: ``params=`` (names, globs or module types; default every trainable
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,

@@ -11,3 +11,10 @@ from torch import nn
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def pytest_configure(config):
+    # Idempotent: the browser conftest registers the same marker; a second line does no harm.
+    registered = config.getini("markers")
+    if not any(line.startswith("slow:") for line in registered):
+        config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
