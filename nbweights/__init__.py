@@ -15,8 +15,9 @@ from .capture import NonFiniteError, Watcher, check_model
 from .health import Signal, Thresholds
 from .history import History
 from .history.fileformat import load_history as load
+from .history.tensorboard import export_tensorboard
 
-__all__ = ["watch", "show", "load", "Watcher", "History", "NonFiniteError", "Signal", "Thresholds"]
+__all__ = ["watch", "show", "load", "export_tensorboard", "Watcher", "History", "NonFiniteError", "Signal", "Thresholds"]
 __version__ = "0.1.0"
 
 #: What ``watch()`` was told for the dashboard of each watcher (view options, not capture's).
