@@ -101,9 +101,11 @@ class Watching:
             log.exception("nbweights: could not watch the model; training goes on without it")
             self.watcher = None
 
-    def log_new(self, metrics: Mapping[str, Any], only_after_a_step: bool = False) -> None:
+    def log_new(self, metrics: Mapping[str, Any], only_after_a_step: bool = False,
+                only_changed: bool = True) -> None:
         """Log the numbers among ``metrics`` whose value changed since they were last logged
-        (a validation loss is logged once per validation, not at every later step).
+        (a validation loss is logged once per validation, not at every later step); all of them
+        with ``only_changed=False`` (a framework that reports each value once).
 
         ``only_after_a_step``: log nothing unless an optimizer step happened since the last
         call of this kind (under gradient accumulation, one point per optimizer step).
@@ -117,7 +119,7 @@ class Watching:
                     return
                 self._last_step = watcher.step
             new = {name: value for name, value in numbers(metrics).items()
-                   if not _same(self._last_values.get(name), value)}
+                   if not (only_changed and _same(self._last_values.get(name), value))}
             if new:
                 self._last_values.update(new)
                 watcher.log(**new)
