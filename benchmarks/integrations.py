@@ -1,7 +1,7 @@
 """What the training callbacks cost: a fit with ``WatchCallback`` against the same bare fit.
 
     python benchmarks/integrations.py            # Lightning and Hugging Face, 5 pairs each (minutes)
-    python benchmarks/integrations.py --quick    # tiny runs, 2 pairs: checks that it all runs
+    python benchmarks/integrations.py --quick    # tiny runs, one pair, no warm-up: checks that it runs
 
 For each framework, runs with and without the callback alternate (bare, watched, bare, ...) in
 this one process, so that the noise of a shared machine falls on both sides, and the medians are
@@ -28,9 +28,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def interleaved(bare: Callable[[], float], watched: Callable[[], float], pairs: int) -> tuple[float, float]:
-    """Median seconds of each, measured in alternation after one warm-up of each."""
-    bare(), watched()
+def interleaved(bare: Callable[[], float], watched: Callable[[], float], pairs: int,
+                warmup: bool = True) -> tuple[float, float]:
+    """Median seconds of each, measured in alternation (after one warm-up of each)."""
+    if warmup:
+        bare(), watched()
     times: dict[str, list[float]] = {"bare": [], "watched": []}
     for _ in range(pairs):
         times["bare"].append(bare())
@@ -108,11 +110,11 @@ CASES = {"lightning": lightning_case, "transformers": transformers_case}
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny runs, 2 pairs (checks that it runs)")
-    parser.add_argument("--pairs", type=int, default=None, help="alternating pairs per case (default 5, quick 2)")
+    parser.add_argument("--quick", action="store_true", help="tiny runs, one pair, no warm-up (checks that it runs)")
+    parser.add_argument("--pairs", type=int, default=None, help="alternating pairs per case (default 5, quick 1)")
     parser.add_argument("--only", action="append", choices=sorted(CASES), help="run only these sections")
     args = parser.parse_args(argv)
-    pairs = args.pairs or (2 if args.quick else 5)
+    pairs = args.pairs if args.pairs is not None else (1 if args.quick else 5)
     if pairs < 1:
         parser.error(f"--pairs must be at least 1, got {pairs}")
     warnings.simplefilter("ignore")  # the frameworks' advice on workers and logging intervals
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(f"skip {section:<13} not installed: {error}")
             print(rows[-1], flush=True)
             continue
-        bare, watched = interleaved(lambda: run(False), lambda: run(True), pairs)
+        bare, watched = interleaved(lambda: run(False), lambda: run(True), pairs, warmup=not args.quick)
         rows.append(f"{section:<13} {case:<44} {watched:8.3f} s vs {bare:8.3f} s bare = {watched / bare:.3f}x")
         print(rows[-1], flush=True)
     print(f"\nintegrations benchmark{' (--quick: tiny runs, not for reading speed)' if args.quick else ''}; "
