@@ -20,6 +20,12 @@ setup(
         "bqplot>=0.12.40",
     ],
     extras_require={
+        # Where people already train (nbweights.integrations) and the tools they keep.
+        "lightning": ["pytorch-lightning>=2.0"],
+        "transformers": ["transformers>=4.36", "accelerate>=0.26"],
+        "tensorboard": ["tensorboard>=2.12"],
+        "attributions": ["captum>=0.7"],
+        "voila": ["voila>=0.5"],
         # Peers that benchmarks/run.py measures side by side (skipped when absent).
         "bench": ["tensorboard", "wandb"],
         "test": [
@@ -30,6 +36,12 @@ setup(
             "nbclient>=0.7",
             "nbformat>=5",
             "playwright>=1.40",
+            # the integrations' tests run each framework for real
+            "pytorch-lightning>=2.0",
+            "transformers>=4.36",
+            "accelerate>=0.26",
+            "tensorboard>=2.12",
+            "voila>=0.5",
         ],
     },
     classifiers=[

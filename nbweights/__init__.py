@@ -16,9 +16,10 @@ from .health import Signal, Thresholds
 from .history import History
 from .history.fileformat import load_history as load
 from .history.follow import Follower
+from .history.tensorboard import export_tensorboard
 
-__all__ = ["watch", "show", "load", "follow", "Watcher", "Follower", "History", "NonFiniteError", "Signal",
-           "Thresholds"]
+__all__ = ["watch", "show", "load", "follow", "export_tensorboard", "Watcher", "Follower", "History",
+           "NonFiniteError", "Signal", "Thresholds"]
 __version__ = "0.1.0"
 
 #: What ``watch()`` was told for the dashboard of each watcher (view options, not capture's).
@@ -38,6 +39,7 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
           class_names: Sequence[str] | None = None, **options: Any) -> Watcher:
     """Attach nbweights to a model (and its optimizer) and return the :class:`Watcher`.
 
+    ``optimizer`` may be a list (a GAN's two): a step is then complete once each has stepped.
     Capture options: ``params=`` (names, globs or module types; default every trainable
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,

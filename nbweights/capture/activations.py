@@ -6,6 +6,7 @@ output alive; the small result waits for the step's single transfer to the host.
 """
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -65,7 +66,17 @@ class ActivationHooks:
         self._plans: dict[tuple[str, int], SummaryPlan] = {}
         self._pending: dict[str, tuple[torch.Tensor, torch.Tensor, SummaryPlan]] = {}
         self._paused = False
-        self.handles = [module.register_forward_hook(self._hook(name, module)) for name, module in modules]
+        self._modules = [(name, weakref.ref(module)) for name, module in modules]
+        self.handles: list[Any] = []
+        self.attach()
+
+    def attach(self) -> None:
+        """Register the forward hooks (again, after :meth:`remove`); modules since deleted are skipped."""
+        self.remove()
+        for name, ref in self._modules:
+            module = ref()
+            if module is not None:
+                self.handles.append(module.register_forward_hook(self._hook(name, module)))
 
     def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         def record(module: nn.Module, args: Any, output: Any) -> None:

@@ -77,6 +77,10 @@ class Pacer:
         self._last_step = step
         self._last_end = end
 
+    def resume(self) -> None:
+        """Training starts again after a pause (a second ``fit``): the pause is not step time."""
+        self._last_end = self._clock()
+
     @property
     def overhead(self) -> float | None:
         """Estimated fraction of training time spent capturing (None before two captures)."""

@@ -11,7 +11,7 @@ import logging
 import threading
 import weakref
 from contextlib import nullcontext
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence, Union
 
 import torch
 from torch import nn
@@ -27,6 +27,8 @@ from .probe import run_probe
 from .selection import Selector, select_modules, select_parameters
 
 log = logging.getLogger("nbweights")
+#: What ``watch()`` takes as optimizer: one, several (each steps its own parameters), or None.
+Optimizers = Union[torch.optim.Optimizer, Sequence[torch.optim.Optimizer], None]
 
 
 class NonFiniteError(FloatingPointError):
@@ -42,11 +44,14 @@ def check_model(model: Any, call: str) -> nn.Module:
     return model
 
 
-def _check_optimizer(optimizer: Any) -> torch.optim.Optimizer | None:
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"watch() expected a torch.optim.Optimizer or None as optimizer, "
-                        f"got {type(optimizer).__name__}")
-    return optimizer
+def _check_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
+    """The optimizers given (one, a list of them, or None), or TypeError naming what was given."""
+    given = list(optimizer) if isinstance(optimizer, (list, tuple)) else [] if optimizer is None else [optimizer]
+    for each in given:
+        if not isinstance(each, torch.optim.Optimizer):
+            raise TypeError(f"watch() expected a torch.optim.Optimizer, a list of them or None as "
+                            f"optimizer, got {type(each).__name__}")
+    return given
 
 
 class Watcher:
@@ -57,14 +62,14 @@ class Watcher:
     or call :meth:`close`; both are safe to repeat.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+    def __init__(self, model: nn.Module, optimizer: Optimizers = None, *,
                  params: Selector = None, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  bins: int = 64, sample_size: int | None = 4096, max_bytes: int = DEFAULT_MAX_BYTES,
                  pictures: PictureLimits | None = None, activations: Selector | bool = False,
                  stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
                  run_dir: str | None = None):
         model = check_model(model, "watch")
-        optimizer = _check_optimizer(optimizer)
+        optimizers = _check_optimizers(optimizer)
         if not isinstance(bins, int) or bins < 2:
             raise ValueError(f"bins= must be an int >= 2, got {bins!r}")
         if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
@@ -73,7 +78,9 @@ class Watcher:
         self.pacer = Pacer(every, budget)
         self.step = 0
         self._model = weakref.ref(model)
-        self._optimizer = weakref.ref(optimizer) if optimizer is not None else None
+        self._optimizer: weakref.ref | None = None  # the first optimizer: whether steps are optimizer steps
+        self._optimizer_count = 0
+        self._stepped: set[int] = set()  # ids of the optimizers that stepped since the last step
         self._handles: list[Any] = []
         self._listeners: list[Callable[[int], None]] = []
         self._failed_listeners: set[int] = set()
@@ -97,25 +104,35 @@ class Watcher:
             self.history.declare("activation", self._activations.names, [() for _ in modules])
         self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
         distributed.attach(self, run_dir)  # under torchrun: agreed pacing; rank 0 writes run_dir
-        self._attach(model, optimizer)
+        self._attach(model, optimizers)
         self._capture(0)
 
     # ----- hooks --------------------------------------------------------------------------
-    def _attach(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
-        if optimizer is not None:
+    def _attach(self, model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> None:
+        # With several optimizers (a GAN's generator and discriminator), a step is complete once
+        # each has stepped: every parameter is then read as its own optimizer left it.
+        self._optimizer = weakref.ref(optimizers[0]) if optimizers else None
+        self._optimizer_count = len(optimizers)
+        self._stepped.clear()
+        for optimizer in optimizers:
             self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
             self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
-        else:
+        if not optimizers:
+            self._forwards = self.step  # the next training forward sees the weights of this step
             self._handles.append(model.register_forward_pre_hook(self._before_forward))
             for group in self._groups:
                 self._handles.extend(group.watch_gradients())
 
     def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self.step + 1 >= self.pacer.next_step:
+        if not self._stepped and self.step + 1 >= self.pacer.next_step:
             for group in self._groups:
                 group.remember_before_step()
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        self._stepped.add(id(optimizer))
+        if len(self._stepped) < self._optimizer_count:
+            return
+        self._stepped.clear()
         self.step += 1
         if self.step >= self.pacer.next_step:
             self._capture(self.step)
@@ -286,6 +303,30 @@ class Watcher:
     def closed(self) -> bool:
         return not self._handles and (self._activations is None or not self._activations.handles)
 
+    def reattach(self, optimizer: Optimizers = None) -> None:
+        """Watch the same model again, stepped by ``optimizer`` (one, a list, or None): the
+        history and the step count go on from where they were.
+
+        For a training framework that makes new optimizers for each run (``trainer.fit`` called
+        twice), so that a dashboard already shown keeps following. ValueError if the model or
+        its watched parameters are not the ones this watcher was made for.
+        """
+        optimizers = _check_optimizers(optimizer)
+        model = self.model
+        current = {id(p) for p in model.parameters()} if model is not None else set()
+        watched = [group.tensors() for group in self._groups]
+        if model is None or any(params is None or any(id(p) not in current for p in params)
+                                for params in watched):
+            raise ValueError("reattach(): the watched model or its parameters are gone or were "
+                             "replaced since watch(); watch the model anew")
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._activations is not None:
+            self._activations.attach()
+        self._attach(model, optimizers)
+        self.pacer.resume()
+
     def close(self) -> None:
         """Remove every hook this watcher added. The history stays readable. Safe to repeat."""
         for handle in self._handles:
@@ -323,7 +364,7 @@ class Watcher:
                 f"step {self.step}, {len(self.history.steps(self.history.names[0])) if self.history.names else 0} snapshots>")
 
 
-def watch(model: nn.Module, optimizer: torch.optim.Optimizer | None = None, **options: Any) -> Watcher:
+def watch(model: nn.Module, optimizer: Optimizers = None, **options: Any) -> Watcher:
     """Attach nbweights to a model (and its optimizer) and return the :class:`Watcher`.
 
     Options: ``params=`` (names, globs or module types; default every trainable parameter),
