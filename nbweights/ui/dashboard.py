@@ -33,6 +33,8 @@ from .redrawer import RedrawThread
 from .subshell import route_to_subshell
 from ..views import View, ViewOptions
 from ..views.activations import ActivationFractionsView, FeatureMapsView
+from ..views.attention import AttentionView
+from ..views.attributions import AttributionsView
 from ..views.class_images import ClassImagesView
 from ..views.distribution import DistributionView
 from ..views.filters import FilterMosaicView
@@ -41,6 +43,7 @@ from ..views.heatmap import HeatmapView
 from ..views.histogram import HistogramView
 from ..views.layer_table import LayerTableView
 from ..views.metrics import MetricsView
+from ..views.projection import ProjectionView
 from ..views.trajectories import TrajectoriesView
 
 log = logging.getLogger("nbweights")
@@ -48,12 +51,14 @@ log = logging.getLogger("nbweights")
 #: Views drawn for every parameter (curves: drawn at each redraw of the selected panel).
 CURVE_VIEWS = (HistogramView, functools.partial(HistogramView, of="grad"), DistributionView)
 #: Picture views, each shown where it applies (images: drawn in turn with the other parts).
-PICTURE_VIEWS = (HeatmapView, FilterMosaicView, ClassImagesView, TrajectoriesView)
+PICTURE_VIEWS = (HeatmapView, FilterMosaicView, ClassImagesView, TrajectoriesView, ProjectionView)
 #: Views of a module's outputs (``activations=``), and of its feature maps (``probe``).
 ACTIVATION_VIEWS = (functools.partial(HistogramView, of="activation"),
                     functools.partial(DistributionView, of="activation"), ActivationFractionsView)
 #: Dropdown label of a module's output panel.
 ACTIVATION_PREFIX = "activation: "
+#: Issue #17's entries: an attention module's maps, and the probe's attributions (one entry).
+ATTENTION_PREFIX, ATTRIBUTIONS_ENTRY = "attention: ", "attributions: probe samples"
 #: Redraws per second at most (the browser shows >= 10 while a plain loop trains).
 MAX_FPS = 12.0
 #: Bytes one redraw may send beyond the selected panel's curves, whatever the model's size.
@@ -105,7 +110,10 @@ class Panel:
         self.name = name
         self.module = name[len(ACTIVATION_PREFIX):] if name.startswith(ACTIVATION_PREFIX) else None
         reasons = []
-        if self.module is None:
+        if name.startswith(ATTENTION_PREFIX) or name == ATTRIBUTIONS_ENTRY:
+            self.module = name[len(ATTENTION_PREFIX):] if name.startswith(ATTENTION_PREFIX) else name
+            self.curves, candidates = [], (AttentionView if name.startswith(ATTENTION_PREFIX) else AttributionsView,)
+        elif self.module is None:
             self.curves: list[View] = [make(name, options) for make in CURVE_VIEWS]
             candidates = PICTURE_VIEWS
         else:
@@ -133,7 +141,9 @@ class Panel:
 def entries_of(history) -> list[str]:
     """Dropdown entries: the parameters, then each module whose outputs or feature maps are kept."""
     modules = list(dict.fromkeys([*history.names_of("activation"), *history.feature_map_names]))
-    return history.names + [ACTIVATION_PREFIX + m for m in modules]
+    lessons = [ATTENTION_PREFIX + m for m in history.attention_names] + \
+        ([ATTRIBUTIONS_ENTRY] if len(history.attribution_steps) else [])
+    return history.names + [ACTIVATION_PREFIX + m for m in modules] + lessons
 
 
 class Dashboard(widgets.VBox):
@@ -320,8 +330,7 @@ class Dashboard(widgets.VBox):
         started = time.perf_counter()
         self._pending = False
         self._redraws += 1
-        if len(self.history.feature_map_names) + len(self.history.names) + \
-                len(self.history.names_of("activation")) != len(self._entries) + self._shared_entries():
+        if entries_of(self.history) != self._entries:
             self._build_panels()  # w.probe(x) added modules: rebuilt once, drawn in full there
             return
         step = None if self.follow.value else self.slider.value
@@ -354,10 +363,6 @@ class Dashboard(widgets.VBox):
             self._part_cursor = 0
         self.last_redraw_bytes = sent
         self.last_redraw_seconds = time.perf_counter() - started
-
-    def _shared_entries(self) -> int:
-        """Modules counted twice by _redraw's check (outputs and feature maps both kept)."""
-        return len(set(self.history.names_of("activation")) & set(self.history.feature_map_names))
 
     def _parts(self, selected: Panel | None, step: int | None, full: bool) -> list[Callable[[], int | None]]:
         """What redraws draw in turn after the selected panel's curves; each returns bytes sent,
