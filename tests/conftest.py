@@ -11,3 +11,8 @@ from torch import nn
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def pytest_configure(config) -> None:
+    # Registering the same marker twice is harmless (tests/browser/conftest.py registers it too).
+    config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")
