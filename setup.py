@@ -22,6 +22,8 @@ setup(
     extras_require={
         # Peers that benchmarks/run.py measures side by side (skipped when absent).
         "bench": ["tensorboard", "wandb"],
+        "attributions": ["captum"],
+        "projection": ["scikit-learn"],
         "test": [
             "pytest>=7",
             "jupyterlab>=4",
