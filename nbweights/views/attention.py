@@ -1,11 +1,12 @@
 """Attention maps of one ``nn.MultiheadAttention`` on the probe's first sequence: one tile per
-head, queries down and keys across, as one PNG (white is 0, dark red is all of a row's weight)."""
+head, queries down and keys across, as one PNG: white is 0, dark red the largest weight of the
+step's heads (near-uniform attention, 1/keys everywhere, would be all white on a fixed 0..1 scale)."""
 from __future__ import annotations
 
 import ipywidgets as widgets
 import numpy as np
 
-from .colors import DIVERGING_PALETTE, NONFINITE_INDEX, colorbar_html, diverging, encode_png, fit_factor
+from .colors import DIVERGING_PALETTE, NONFINITE_INDEX, colorbar_html, diverging, encode_png, fit_factor, symmetric_limit
 from . import View, ViewOptions, png_image, set_html, set_png, title_html
 from .filters import mosaic
 
@@ -23,7 +24,7 @@ class AttentionView(View):
         self.name = name
         self.title = title_html(name)
         self.image = png_image("nbw-attention-image")
-        self.colorbar = widgets.HTML(colorbar_html(1.0, "attention weight (rows sum to 1; only 0 to 1 is used)"))
+        self.colorbar = widgets.HTML("")
         super().__init__(widgets.VBox([self.title, self.image, self.colorbar]))
         #: Heads in the last mosaic drawn.
         self.heads = 0
@@ -41,11 +42,13 @@ class AttentionView(View):
             return self.say("no attention maps recorded at or before this step")
         recorded = history.attention_steps(self.name)
         shown = int(recorded[-1] if step is None else recorded[max(0, np.searchsorted(recorded, step, "right") - 1)])
-        image = mosaic(diverging(maps, 1.0), NONFINITE_INDEX)
+        limit = symmetric_limit(maps)
+        image = mosaic(diverging(maps, limit), NONFINITE_INDEX)
         self.heads = len(maps)
         zoom = fit_factor(max(maps.shape[1:]), TILE_PIXELS)
         sent = self.say(None)
         sent += set_png(self.image, encode_png(image, DIVERGING_PALETTE), image.shape[0] * zoom, image.shape[1] * zoom)
+        sent += set_html(self.colorbar, colorbar_html(limit, "attention weight (rows sum to 1; 0 is white)"))
         return sent + set_html(self.title, f'<div class="nbw-title">{self.name}: {len(maps)} heads, '
                                            f'{maps.shape[1]} queries (down) x {maps.shape[2]} keys (across) '
                                            f'of the probe sequence, step {shown}</div>')
