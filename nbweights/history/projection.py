@@ -28,13 +28,26 @@ def units_of(kind: str, array: np.ndarray) -> np.ndarray | None:
 
 def pca_2d(units: np.ndarray) -> np.ndarray:
     """Coordinates [units, 2] of the units on their first two principal components (zeros where
-    there are fewer than two)."""
+    there are fewer than two).
+
+    From the eigenvectors of the smaller of the two Gram matrices (units x units or inputs x
+    inputs): for a 128 x 256 picture 7 ms against 16 ms for a full SVD (measured on this
+    project's 2-core machine), and no random numbers are drawn (this may run on the redraw
+    thread, beside training).
+    """
     data = torch.from_numpy(np.ascontiguousarray(units, np.float32))
-    centered = data - data.mean(dim=0, keepdim=True)
-    u, s, _ = torch.linalg.svd(centered, full_matrices=False)
+    centered = (data - data.mean(dim=0, keepdim=True)).double()
     coords = np.zeros((len(units), 2), np.float32)
-    rank = min(2, len(s))
-    coords[:, :rank] = (u[:, :rank] * s[:rank]).numpy()
+    rank = min(2, *centered.shape)
+    if rank == 0:
+        return coords
+    if centered.shape[0] <= centered.shape[1]:
+        values, vectors = torch.linalg.eigh(centered @ centered.T)  # ascending
+        top = vectors[:, -rank:].flip(1) * values[-rank:].flip(0).clamp(min=0).sqrt()
+    else:
+        _, vectors = torch.linalg.eigh(centered.T @ centered)
+        top = centered @ vectors[:, -rank:].flip(1)
+    coords[:, :rank] = top.numpy()
     return coords
 
 

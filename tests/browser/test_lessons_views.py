@@ -43,7 +43,10 @@ def train(steps):
 w""",
     "train(100)",
     "train(100)",
-    "train(100)",
+    # Without attributions a step is faster: more captures, more redraws in which the panel's
+    # pictures (three of them for head.weight) take their turn.
+    "w.probe(torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(1)))",
+    "train(150)",
 ]
 
 # Samples the given attribute of the elements matching a selector every 50 ms while a cell runs.
@@ -78,7 +81,7 @@ def changes_while_training(nb: NotebookUI, dash: DashboardUI, cell: int, selecto
                                              "selector": selector, "attr": attr, "ms": 90_000})
     nb.wait_cell_finished(cell, timeout=120)
     running = [s for s in samples if s["running"]]
-    assert running, "never saw the training cell running"
+    assert running, f"never saw the training cell running; it printed {nb.output(cell).inner_text()!r}"
     distinct = {s["sig"] for s in running if s["count"]}
     # At least one new drawing mid-run: images are redrawn in turn with the other parts (ui/dashboard.py).
     assert len(distinct) >= 2, f"{selector}: {len(distinct)} distinct drawings while the cell ran"
@@ -108,12 +111,24 @@ def test_attributions_sheet_draws_and_changes_while_training(lessons):
     assert console.widget_errors() == []
 
 
-def test_projection_scatter_draws_one_point_per_unit_and_moves(lessons):
+def test_projection_scatter_draws_one_point_per_unit_and_moves_over_a_run(lessons):
     nb, dash, console = lessons
     dash.select("head.weight")
-    dots = ".nbw-projection-figure .dot"
+    dots = ".nbw-projection-figure .object_grp"  # one group per point, placed by its transform
     eventually(lambda: dash.root.locator(dots).count() == UNITS, timeout=20)
-    running = changes_while_training(nb, dash, 3, dots, "transform")
-    assert all(s["count"] == UNITS for s in running if s["count"]), {s["count"] for s in running}
+    nb.run_cell_and_wait(3, timeout=60)
+    before = dash.root.evaluate(f"(d) => [...d.querySelectorAll('{dots}')].map(e => e.getAttribute('transform')).join('|')")
+    nb.run_cell(4)
+    samples = dash.page.evaluate(SAMPLE_JS, {"root": dash.root.element_handle(), "prompt": nb.prompt(4).element_handle(),
+                                             "selector": dots, "attr": "transform", "ms": 90_000})
+    nb.wait_cell_finished(4, timeout=120)
+    running = [s for s in samples if s["running"]]
+    assert running and all(s["count"] == UNITS for s in running), {s["count"] for s in running}
+    assert len(set(running[-1]["sig"].split("|"))) == UNITS  # distinct positions: real coordinates, not a stub
+    # The panel of head.weight holds three pictures, redrawn in turn within the dashboard's redraw
+    # budget: while this short cell runs they may not come round, so the motion is checked over it.
+    eventually(lambda: samples[-1]["sig"] != before or dash.root.evaluate(
+        f"(d) => [...d.querySelectorAll('{dots}')].map(e => e.getAttribute('transform')).join('|')") != before,
+        timeout=20)
     nb.screenshot("lessons_projection", dash.root)
     assert console.widget_errors() == []
