@@ -201,13 +201,12 @@ def test_every_option_on_leaves_training_bit_identical():
 
 
 def test_a_failing_probe_does_not_break_training(caplog):
-    model, watcher, _ = watched_model(attributions=True)
-    watcher._probe.inputs = torch.rand(3, 2, 4, 4)  # now the wrong channel count: every probe run fails
+    torch.manual_seed(0)
+    model = ConvAttention()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    watcher.close()
     watcher = nbw.watch(model, optimizer, every=1)
     watcher.probe(torch.rand(3, 1, 4, 4), attributions=True)
-    watcher._probe.inputs = torch.rand(3, 2, 4, 4)
+    watcher._probe.inputs = torch.rand(3, 2, 4, 4)  # now the wrong channel count: every probe run fails
     train(model, optimizer, 3)
     assert watcher.history.steps("conv.weight").tolist() == [0, 1, 2, 3]  # captures went on
     assert sum("probe failed" in r.message for r in caplog.records) == 1  # logged once
