@@ -72,9 +72,9 @@ def attribute(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor | Non
     samples = inputs[:MAX_SAMPLES].detach()
     with torch.no_grad():
         logits = model(samples)
-    if logits.dim() != 2:
-        raise ValueError(f"attributions=True needs a model whose output is [batch, classes], got shape "
-                         f"{tuple(logits.shape)}")
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+        got = f"shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"attributions=True needs a model whose output is a [batch, classes] tensor, got {got}")
     targets = logits.argmax(dim=1) if target is None else target.to(logits.device)
     with torch.enable_grad():
         explainer = integrated_gradients_class()(model)
