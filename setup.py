@@ -28,6 +28,8 @@ setup(
         "voila": ["voila>=0.5"],
         # Peers that benchmarks/run.py measures side by side (skipped when absent).
         "bench": ["tensorboard", "wandb"],
+        "attributions": ["captum"],
+        "projection": ["scikit-learn"],
         "test": [
             "pytest>=7",
             "jupyterlab>=4",

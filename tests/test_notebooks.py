@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -27,8 +28,8 @@ def _names() -> list[str]:
     return [path.name for path in NOTEBOOKS]
 
 
-def test_the_five_lessons_exist():
-    assert [name[:3] for name in _names()] == ["01_", "02_", "03_", "04_", "05_"], _names()
+def test_the_seven_lessons_exist():
+    assert [name[:3] for name in _names()] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"], _names()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_names())
@@ -129,3 +130,22 @@ def test_any_architecture_never_fails_offline(monkeypatch):
     first, last = result["transformer_loss"]
     assert last < first, result
     assert set(result["qkv_moved"]) == {"Q", "K", "V"}
+
+
+def test_integrated_gradients_are_complete_and_change_while_learning(monkeypatch):
+    result = execute("06_integrated_gradients.ipynb", monkeypatch).result
+    assert result["accuracy"] >= 0.3, result  # ten classes: chance is 0.1
+    assert result["relative_delta"] < 0.05, result  # attributions sum to F(x) - F(0)
+    assert np.mean(result["map_correlation_first_last"]) < 0.9, result  # the maps moved
+    assert result["feature_map_shapes"] == {"elu3": [16, 14, 14], "elu6": [16, 7, 7], "conv9": [10, 7, 7]}, result
+    assert result["attribution_steps"] >= 3, result
+
+
+def test_attention_converges_to_the_reversal_pattern(monkeypatch):
+    result = execute("07_projections_and_attention.ipynb", monkeypatch).result
+    first, last = result["loss"]
+    assert last < 0.1 * first, result
+    before, after = result["anti_diagonal"]
+    assert before < 0.3 and after > 0.6, result  # from spread evenly (1/8) to the anti-diagonal
+    assert result["projection_points"] == 10 and result["projection_signs_agree"] == 1.0, result
+    assert result["tsne_points"] in (None, 10), result

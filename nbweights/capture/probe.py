@@ -2,16 +2,22 @@
 
 The probe runs in evaluation mode (BatchNorm uses its running statistics and updates none,
 dropout is off), without autograd, inside a forked random-number state, and every module's
-training flag is restored afterwards, so training goes on exactly as without it.
+training flag is restored afterwards, so training goes on exactly as without it. The same rules hold for the attention maps
+(:mod:`.attention`) and attributions (:mod:`.attributions`) recorded with it.
 """
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .attention import recording
+from .attributions import attribute
 
 #: Feature maps kept per module: channels of the first probe example, at most this side.
 MAX_CHANNELS = 16
@@ -28,10 +34,28 @@ def _feature_maps(output: Any, channels: int) -> torch.Tensor | None:
     return maps
 
 
+@contextmanager
+def unchanged(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
+    """Evaluation mode and a forked random state while inside; every module's training flag
+    restored on leaving, so that what runs inside leaves training as it was."""
+    training = {module: module.training for module in model.modules()}
+    devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            yield
+    finally:
+        for module, flag in training.items():
+            module.training = flag
+
+
 def run_probe(model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]],
-              channels: int = MAX_CHANNELS) -> dict[str, np.ndarray]:
-    """Feature maps ``{module name: [channels, h, w]}`` of the first example of ``inputs``."""
+              channels: int = MAX_CHANNELS, attention: list[tuple[str, nn.Module]] = ()
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Feature maps ``{module name: [channels, h, w]}`` of the first example of ``inputs``, and
+    the attention weights ``{module name: [heads, queries, keys]}`` of its first sequence."""
     captured: dict[str, torch.Tensor] = {}
+    weights: dict[str, torch.Tensor] = {}
 
     def keep(name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
@@ -41,25 +65,51 @@ def run_probe(model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, n
         return hook
 
     handles = [module.register_forward_hook(keep(name)) for name, module in modules]
-    training = {module: module.training for module in model.modules()}
-    devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            model.eval()
+        with torch.no_grad(), unchanged(model, inputs), \
+                recording(list(attention), weights) if attention else nullcontext():
             model(inputs)
     finally:
-        for module, flag in training.items():
-            module.training = flag
         for handle in handles:
             handle.remove()
-    if not captured:
+    return _to_numpy(captured), _to_numpy(weights)
+
+
+def _to_numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The tensors as numpy arrays, moved to the CPU in one transfer."""
+    if not tensors:
         return {}
-    names = list(captured)
-    flat = torch.cat([captured[n].reshape(-1) for n in names]).cpu().numpy()  # one transfer
+    names = list(tensors)
+    flat = torch.cat([tensors[n].reshape(-1) for n in names]).cpu().numpy()
     result, offset = {}, 0
     for name in names:
-        shape = tuple(captured[name].shape)
+        shape = tuple(tensors[name].shape)
         size = int(np.prod(shape))
         result[name] = flat[offset:offset + size].reshape(shape)
         offset += size
     return result
+
+
+@dataclass
+class Probe:
+    """What ``Watcher.probe`` fixed: the inputs, the modules whose feature maps and attention
+    maps are kept, and whether (and for which class) attributions are computed."""
+
+    inputs: torch.Tensor
+    modules: list[tuple[str, nn.Module]]
+    attention: list[tuple[str, nn.Module]] = field(default_factory=list)
+    attributions: bool = False
+    target: torch.Tensor | None = None
+
+    def record(self, model: nn.Module, history: Any, step: int) -> None:
+        """Run the probe on ``model`` and write what it saw into ``history`` at ``step``."""
+        maps, weights = run_probe(model, self.inputs, self.modules, attention=self.attention)
+        for name, array in maps.items():
+            history.record_feature_maps(name, step, array)
+        for name, array in weights.items():
+            history.record_attention(name, step, array)
+        if self.attributions:
+            with unchanged(model, self.inputs):
+                found = attribute(model, self.inputs, self.target)
+            history.record_attributions(step, inputs=found.inputs, maps=found.maps, delta=found.delta,
+                                        targets=found.targets, alphas=found.alphas, interior=found.interior)

@@ -23,7 +23,9 @@ from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
-from .probe import run_probe
+from .attention import attention_modules
+from .attributions import check_inputs, integrated_gradients_class
+from .probe import Probe
 from .selection import Selector, select_modules, select_parameters
 
 log = logging.getLogger("nbweights")
@@ -102,7 +104,8 @@ class Watcher:
             modules = select_modules(model, activations, DEFAULT_ACTIVATION_TYPES)
             self._activations = ActivationHooks(modules, bins, sample_size or 4096, self._activations_due)
             self.history.declare("activation", self._activations.names, [() for _ in modules])
-        self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
+        self._probe: Probe | None = None
+        self._probe_failed = False
         distributed.attach(self, run_dir)  # under torchrun: agreed pacing; rank 0 writes run_dir
         self._attach(model, optimizers)
         self._capture(0)
@@ -206,7 +209,12 @@ class Watcher:
         if self._activations is not None and step > 0:
             self._record_activations(step)
         if self._probe is not None:
-            self._run_probe(step)
+            try:
+                self._run_probe(step)
+            except Exception:  # a failing probe must never break training
+                if not self._probe_failed:
+                    self._probe_failed = True
+                    log.exception("nbweights: the probe failed at step %d (logged once)", step)
 
     def _record_activations(self, step: int) -> None:
         summary, extra = self._activations.collect()
@@ -216,11 +224,8 @@ class Watcher:
         model = self.model
         if model is None:
             return
-        inputs, modules = self._probe
         with self._activations.paused() if self._activations is not None else nullcontext():
-            maps = run_probe(model, inputs, modules)
-        for name, array in maps.items():
-            self.history.record_feature_maps(name, step, array)
+            self._probe.record(model, self.history, step)
 
     def _stop_if_nonfinite(self, step: int) -> None:
         """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
@@ -272,18 +277,38 @@ class Watcher:
         """Capture now, whatever the pacing says (e.g. at the end of an epoch)."""
         self._capture(self.step)
 
-    def probe(self, inputs: torch.Tensor, modules: Selector = None) -> None:
-        """Fix a small input batch whose feature maps (of conv layers by default, or the modules
-        named) are recorded at each capture, without changing the model's state."""
+    def probe(self, inputs: torch.Tensor, modules: Selector = None, *, target: Any = None,
+              attributions: bool = False, attention: bool = True) -> None:
+        """Fix a small input batch that each capture runs through the model, without changing its
+        state, recording the feature maps of conv layers (or of the ``modules`` named), the
+        attention weights of every ``nn.MultiheadAttention`` (``attention=``) and, with
+        ``attributions=True``, integrated and interior gradients of the first few samples for
+        ``target`` (an int or one class per sample; None: each sample's predicted class)."""
         model = self.model
         if model is None:
             raise RuntimeError("probe(): the watched model no longer exists")
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
+        if not isinstance(attributions, bool) or not isinstance(attention, bool):
+            raise TypeError(f"probe() expected attributions= and attention= True or False, got "
+                            f"{attributions!r} and {attention!r}")
+        targets = None
+        if attributions:
+            integrated_gradients_class()  # ImportError naming the extra, now rather than at a capture
+            targets = check_inputs(inputs, target)
+        elif target is not None:
+            raise ValueError("probe(): target= is the class attributed; it needs attributions=True")
         chosen = select_modules(model, True if modules is None else modules,
                                 (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
-        self._probe = (inputs.detach().clone(), chosen)
-        self._run_probe(self.step)
+        previous, self._probe = self._probe, Probe(inputs.detach().clone(), chosen,
+                                                   attention_modules(model) if attention else [], attributions, targets)
+        self._probe_failed = False
+        try:
+            with self.lock:
+                self._run_probe(self.step)
+        except Exception:
+            self._probe = previous  # bad input is said here, at the call, not logged at each capture
+            raise
 
     def health(self) -> list[Signal]:
         """Health signals that fired, oldest first: kind, name, step, value and a message."""

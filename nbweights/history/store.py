@@ -12,6 +12,7 @@ from typing import Iterable
 import numpy as np
 
 from ..summaries import FIELDS, Summary, derived_stats, histogram_edges
+from .lessons import LessonRecords
 from .timeline import Timeline
 
 #: What a parameter's summaries describe: its values, its gradient, or a module's output.
@@ -28,7 +29,7 @@ class Picture:
     array: np.ndarray
 
 
-class History:
+class History(LessonRecords):
     """Summaries of named tensors over steps, with a memory bound.
 
     >>> history.stats("fc.weight")["std"]      # one value per recorded step
@@ -47,6 +48,7 @@ class History:
         self._pictures: dict[str, tuple[str, Timeline]] = {}
         self._metrics: dict[str, Timeline] = {}
         self._feature_maps: dict[str, Timeline] = {}
+        self._init_lessons()
         self._nbytes = 0
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
@@ -248,7 +250,7 @@ class History:
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
         return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
-                *self._feature_maps.values()]
+                *self._feature_maps.values(), *self._lesson_timelines()]
 
     def _append(self, timeline: Timeline, step: int, **row: np.ndarray) -> None:
         """Append a row and keep memory under the bound (a running total: no scan per row)."""
@@ -290,6 +292,10 @@ class History:
             timelines.append(({"store": "metric", "name": name}, timeline))
         for name, timeline in self._feature_maps.items():
             timelines.append(({"store": "feature_maps", "name": name}, timeline))
+        for name, timeline in self._attention.items():
+            timelines.append(({"store": "attention", "name": name}, timeline))
+        if len(self._attributions):
+            timelines.append(({"store": "attributions"}, self._attributions))
         meta = {
             "bins": self.bins,
             "max_bytes": self.max_bytes,
@@ -329,6 +335,10 @@ class History:
                 history._metrics[description["name"]] = timeline
             elif store == "feature_maps":
                 history._feature_maps[description["name"]] = timeline
+            elif store == "attention":
+                history._attention[description["name"]] = timeline
+            elif store == "attributions":
+                history._attributions = timeline
             else:
                 raise ValueError(f"unknown store {store!r}")
         history._nbytes = sum(t.nbytes for t in history._timelines())

@@ -34,7 +34,7 @@ from ..views.layer_table import LayerTableView
 from ..views.metrics import MetricsView
 from ..views.overview import OverviewView
 from .navigator import Navigator
-from .panels import ACTIVATION_PREFIX, Panel, PanelCache, entries_of
+from .panels import ACTIVATION_PREFIX, ATTENTION_PREFIX, ATTRIBUTIONS_ENTRY, Panel, PanelCache, entries_of  # noqa: F401
 from .scheduler import RedrawScheduler
 from .status import status_line
 from .steps import StepControls
@@ -177,7 +177,7 @@ class Dashboard(widgets.VBox):
         """The entry a health signal's name is about: a parameter, or a module's outputs."""
         for suffix in (" (output)", " (gradient)"):
             name = name[: -len(suffix)] if name.endswith(suffix) else name
-        for candidate in (name, ACTIVATION_PREFIX + name):
+        for candidate in (name, ACTIVATION_PREFIX + name, ATTENTION_PREFIX + name):
             if candidate in self._entries:
                 return candidate
         return None
@@ -253,7 +253,7 @@ class Dashboard(widgets.VBox):
         started = time.perf_counter()
         self.trigger.drawn()
         with measure() as sent:
-            if len(entries_of(self.history)) != len(self._entries):
+            if entries_of(self.history) != self._entries:
                 self._entries = entries_of(self.history)  # w.probe(x) added modules
                 self.navigator.set_entries(self._entries, self._wanted)
             self.steps.catch_up(self.history.latest_step or 0)

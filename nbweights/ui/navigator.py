@@ -12,7 +12,7 @@ from typing import Callable
 
 import ipywidgets as widgets
 
-from .panels import ACTIVATION_PREFIX
+from .panels import ACTIVATION_PREFIX, ATTENTION_PREFIX
 
 #: Entries listed at most (a 62-tensor ResNet-18 lists all; a 1,000-tensor model, what matches).
 MAX_OPTIONS = 100
@@ -22,8 +22,11 @@ TREE_FROM = 40
 
 def module_path(entry: str) -> list[str]:
     """The module path of an entry: ``"layer1.0.conv1.weight"`` -> ``["layer1", "0", "conv1"]``."""
-    if entry.startswith(ACTIVATION_PREFIX):
-        return [p for p in entry[len(ACTIVATION_PREFIX):].split(".") if p]
+    for prefix in (ACTIVATION_PREFIX, ATTENTION_PREFIX):
+        if entry.startswith(prefix):
+            return [p for p in entry[len(prefix):].split(".") if p]
+    if ":" in entry:  # "attributions: probe samples": the model's own
+        return []
     return entry.split(".")[:-1]
 
 

@@ -12,10 +12,12 @@ from collections import OrderedDict
 import ipywidgets as widgets
 
 from ..views import View, ViewOptions, close_tree
-from ..views.registry import MODULE_VIEWS, PARAMETER_VIEWS
+from ..views.registry import ATTENTION_VIEWS, ATTRIBUTION_VIEWS, MODULE_VIEWS, PARAMETER_VIEWS
 
 #: Dropdown label prefix of a module's entry (its outputs and feature maps).
 ACTIVATION_PREFIX = "activation: "
+#: Issue #17's entries: an attention module's maps, and the probe's attributions (one entry).
+ATTENTION_PREFIX, ATTRIBUTIONS_ENTRY = "attention: ", "attributions: probe samples"
 #: Entries whose views are kept built.
 CACHED_PANELS = 4
 
@@ -23,7 +25,9 @@ CACHED_PANELS = 4
 def entries_of(history) -> list[str]:
     """Every entry: the parameters, then each module whose outputs or feature maps are kept."""
     modules = list(dict.fromkeys([*history.names_of("activation"), *history.feature_map_names]))
-    return history.names + [ACTIVATION_PREFIX + m for m in modules]
+    lessons = [ATTENTION_PREFIX + m for m in history.attention_names] + \
+        ([ATTRIBUTIONS_ENTRY] if len(history.attribution_steps) else [])
+    return history.names + [ACTIVATION_PREFIX + m for m in modules] + lessons
 
 
 class Panel:
@@ -36,11 +40,16 @@ class Panel:
     def __init__(self, history, name: str, options: ViewOptions):
         self.name = name
         self.module = name[len(ACTIVATION_PREFIX):] if name.startswith(ACTIVATION_PREFIX) else None
+        specs = MODULE_VIEWS if self.module is not None else PARAMETER_VIEWS
+        if name.startswith(ATTENTION_PREFIX):
+            self.module, specs = name[len(ATTENTION_PREFIX):], ATTENTION_VIEWS
+        elif name == ATTRIBUTIONS_ENTRY:
+            specs = ATTRIBUTION_VIEWS
         target = self.module or name
         self.curves: list[View] = []
         self.pictures: list[View] = []
         self.reasons: list[str] = []
-        for spec in MODULE_VIEWS if self.module is not None else PARAMETER_VIEWS:
+        for spec in specs:
             reason = spec.applies(history, target, options)
             if reason is not None:
                 self.reasons.append(reason)

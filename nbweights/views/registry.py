@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .activations import ActivationFractionsView, FeatureMapsView
+from .attention import AttentionView
+from .attributions import AttributionsView
 from .base import View, ViewOptions
 from .class_images import ClassImagesView
 from .distribution import DistributionView
 from .filters import FilterMosaicView
 from .heatmap import HeatmapView
 from .histogram import HistogramView
+from .projection import ProjectionView
 from .trajectories import TrajectoriesView
 
 
@@ -48,6 +51,7 @@ class ViewSpec:
 PARAMETER_VIEWS = (
     ViewSpec(HistogramView), ViewSpec(HistogramView, {"of": "grad"}), ViewSpec(DistributionView),
     ViewSpec(HeatmapView), ViewSpec(FilterMosaicView), ViewSpec(ClassImagesView), ViewSpec(TrajectoriesView),
+    ViewSpec(ProjectionView),
 )
 #: Views of a module: its outputs' histogram, bands and dead/saturated fractions; its feature maps.
 MODULE_VIEWS = (
@@ -56,3 +60,7 @@ MODULE_VIEWS = (
     ViewSpec(ActivationFractionsView, reads="activation"),
     ViewSpec(FeatureMapsView, reads="feature_maps"),
 )
+#: Views of an attention module's maps on the probe sequence (``w.probe(x)``).
+ATTENTION_VIEWS = (ViewSpec(AttentionView),)
+#: Views of the probe's attributions (``w.probe(x, attributions=True)``).
+ATTRIBUTION_VIEWS = (ViewSpec(AttributionsView),)
