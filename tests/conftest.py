@@ -11,3 +11,9 @@ from torch import nn
 def mlp() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def pytest_configure(config) -> None:
+    """Register the ``slow`` marker (tests over a few seconds); idempotent."""
+    if not any(line.startswith("slow:") for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: takes more than a few seconds (deselect with -m 'not slow')")

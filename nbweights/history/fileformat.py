@@ -35,17 +35,23 @@ __all__ = ["FORMAT", "VERSION", "LOAD_LIMIT", "save_history", "load_history"]
 
 #: Largest history ``load`` reads unless told more (``load(path, limit=...)``).
 LOAD_LIMIT = 4 * DEFAULT_MAX_BYTES
-META_LIMIT = 16 * 2**20
+META_LIMIT = 4 * 2**20
 MAX_JSON_DEPTH = 8
 MAX_MEMBERS = 100_000
 #: zlib cannot inflate more than about 1032 bytes from one.
 MAX_DEFLATE_RATIO = 1100
+#: Saved histories inflate to a few times their file's size; past this ratio (and past
+#: RATIO_FREE bytes) a file is a zip bomb, not a history.
+MAX_FILE_RATIO = 200
+RATIO_FREE = 64 * 2**20
 _FLAGS_ALLOWED = 0x2 | 0x4 | 0x8 | 0x800  # deflate level, data descriptor, UTF-8 names
 _MEMBER = re.compile(r"meta\.json|t\d{1,6}/[a-z]{1,16}\.npy")
 _DESCRS = {f"{order}{code}" for order in "<>" for code in ("i8", "f8", "f4", "f2")}
 _NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-z]\d{1,2})', 'fortran_order': (False|True), "
                          r"'shape': \(([0-9, ]{0,400})\), \} *\n")
 _CHUNK = 2**20
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error, OverflowError,
                NotImplementedError, RuntimeError, KeyError, IndexError)
 
@@ -103,15 +109,16 @@ def load_history(path: str | os.PathLike, *, limit: MaxBytes = LOAD_LIMIT) -> Hi
     not a sound one. ``limit``: the most bytes its arrays may take (1 GiB unless told more)."""
     shown = check_path(path, "load")
     limit = parse_max_bytes(limit)
+    # Non-blocking: opening a FIFO must not wait for a writer; it is refused just after.
     descriptor = os.open(shown, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     try:
+        size = os.fstat(descriptor)
+        if not stat.S_ISREG(size.st_mode):
+            raise ValueError("not a regular file (a directory, device or pipe)")
+        if size.st_size > limit + META_LIMIT:
+            raise ValueError(f"{size.st_size} bytes is more than the limit of {limit} (load(..., limit=...))")
         with os.fdopen(descriptor, "rb") as file:
             descriptor = -1
-            size = os.fstat(file.fileno())
-            if not stat.S_ISREG(size.st_mode):
-                raise ValueError("not a regular file")
-            if size.st_size > limit + META_LIMIT:
-                raise ValueError(f"{size.st_size} bytes is more than the limit of {limit} (load(..., limit=...))")
             return _read(file, size.st_size, limit)
     except ValueError as error:
         raise ValueError(f"{shown} is not a readable nbweights history: {error}") from None
@@ -146,7 +153,7 @@ def _read(file: io.BufferedReader, file_size: int, limit: int) -> History:
         for name in layout.arrays:  # in the sorted order of the file's own list
             with archive.open(members[f"{name}.npy"]) as member:
                 arrays[name] = _read_array(member, members[f"{name}.npy"].file_size, layout, name, rows)
-    return restore(History, layout.meta, arrays, copy=False)
+    return restore(History, layout, arrays, copy=False)
 
 
 def _check_members(infos: list[zipfile.ZipInfo], file_size: int, start_dir: int, limit: int) -> None:
@@ -174,9 +181,12 @@ def _check_members(infos: list[zipfile.ZipInfo], file_size: int, start_dir: int,
         end = info.header_offset + 30 + len(info.filename.encode()) + info.compress_size
     if end > start_dir:
         raise ValueError("the last member runs into the directory")
-    if sum(info.file_size for info in infos) > limit + META_LIMIT:
-        raise ValueError(f"its members would take {sum(i.file_size for i in infos)} bytes, more than the "
-                         f"limit of {limit} (load(..., limit=...))")
+    total = sum(info.file_size for info in infos)
+    if total > limit + META_LIMIT:
+        raise ValueError(f"its members would take {total} bytes, more than the limit of {limit} "
+                         f"(load(..., limit=...))")
+    if total > max(RATIO_FREE, MAX_FILE_RATIO * file_size):
+        raise ValueError(f"its members would inflate {file_size} bytes to {total} (a zip bomb?)")
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
@@ -192,11 +202,16 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
 def _parse_json(data: bytes) -> Any:
     """Strict JSON: UTF-8, nested at most MAX_JSON_DEPTH deep, no NaN, no repeated keys."""
     text = data.decode("utf-8")
-    brackets = np.frombuffer(re.sub(r'"(?:[^"\\]|\\.)*"', '""', text).encode(), dtype=np.uint8)
-    opens = np.isin(brackets, np.frombuffer(b"[{", np.uint8))
-    depth = np.cumsum(opens, dtype=np.int64) - np.cumsum(np.isin(brackets, np.frombuffer(b"]}", np.uint8)), dtype=np.int64)
-    if len(depth) and depth.max() > MAX_JSON_DEPTH:
-        raise ValueError(f"meta.json is nested {int(depth.max())} deep (at most {MAX_JSON_DEPTH})")
+    # Brackets outside strings, as +1 and -1: their running sum is the depth (json.loads would
+    # recurse that deep before any check of ours).
+    outside = re.sub(rb'"(?:[^"\\]|\\.)*"', b"", data)
+    steps = np.frombuffer(outside.translate(_BRACKETS, _NOT_BRACKETS), dtype=np.int8)
+    depth, deepest = 0, 0
+    for start in range(0, len(steps), _CHUNK):
+        running = depth + np.cumsum(steps[start:start + _CHUNK], dtype=np.int32)
+        deepest, depth = max(deepest, int(running.max())), int(running[-1])
+    if deepest > MAX_JSON_DEPTH:
+        raise ValueError(f"meta.json is nested {deepest} deep (at most {MAX_JSON_DEPTH})")
 
     def unique(pairs: list[tuple[str, Any]]) -> dict:
         keys = [key for key, _ in pairs]

@@ -225,8 +225,10 @@ def _check_values(name: str, array: np.ndarray, description: dict, column: str) 
 
 
 def restore(cls: type, meta: Any, arrays: dict[str, np.ndarray], copy: bool = True):
-    """The history ``cls`` (History) that ``meta`` and ``arrays`` describe, checked throughout."""
-    layout = check_meta(meta)
+    """The history ``cls`` (History) that ``meta`` (or its checked :class:`Layout`) and
+    ``arrays`` describe, checked throughout."""
+    layout = meta if isinstance(meta, Layout) else check_meta(meta)
+    meta = layout.meta
     if not isinstance(arrays, dict) or set(arrays) != set(layout.arrays):
         missing = sorted(set(layout.arrays) - set(arrays or ()))[:3]
         extra = sorted(set(arrays or ()) - set(layout.arrays))[:3]
