@@ -44,7 +44,8 @@ def choose_to_thin(rows: Sequence[int], nbytes: Sequence[int], is_picture: Seque
     """Index of the store to thin next (every other row dropped), or None if none has > 2 rows.
 
     The largest store gives way, except that a summary or metric store is thinned only once no
-    picture store keeps as many rows as it: then the picture store with the most rows goes first.
+    picture store keeps as many rows as it would keep: a picture store with as many goes first (the
+    one with the most rows), so that pictures never cover more steps than the summaries.
     """
     candidates = [i for i, count in enumerate(rows) if count > 2]
     if not candidates:
@@ -52,7 +53,8 @@ def choose_to_thin(rows: Sequence[int], nbytes: Sequence[int], is_picture: Seque
     largest = max(candidates, key=lambda i: nbytes[i])
     if is_picture[largest]:
         return largest
-    denser = [i for i in candidates if is_picture[i] and rows[i] >= rows[largest]]
+    kept = (rows[largest] + 1) // 2 + (rows[largest] % 2 == 0)  # see Timeline.thin
+    denser = [i for i in candidates if is_picture[i] and rows[i] >= kept]
     return max(denser, key=lambda i: (rows[i], nbytes[i])) if denser else largest
 
 

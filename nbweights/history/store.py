@@ -210,8 +210,9 @@ class History:
         with np.errstate(over="ignore"):
             maps = maps.astype(np.float16)
         timeline = self._feature_maps[module] if module in self._feature_maps else Timeline()
-        self._append(timeline, step, data=maps)
-        self._feature_maps.setdefault(module, timeline)  # only once it holds a row
+        self._append(timeline, step, picture=True, data=maps)
+        if len(timeline):  # registered once it holds a row
+            self._feature_maps.setdefault(module, timeline)
 
     @property
     def feature_map_names(self) -> list[str]:
@@ -231,8 +232,9 @@ class History:
         kind, timeline = self._pictures.get(name) or (kind, Timeline())
         with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
             stored = array.astype(np.float32 if kind == "values" else np.float16)
-        self._append(timeline, step, data=stored)
-        self._pictures.setdefault(name, (kind, timeline))  # only once it holds a row
+        self._append(timeline, step, picture=True, data=stored)
+        if len(timeline):  # registered once it holds a row
+            self._pictures.setdefault(name, (kind, timeline))
 
     def log(self, step: int, **values: float) -> None:
         """Record metrics (loss, accuracy...) at a step."""
@@ -243,37 +245,50 @@ class History:
                 raise TypeError(f"log() takes numbers, got {name}={value!r}") from None
             timeline = self._metrics[name] if name in self._metrics else Timeline()
             self._append(timeline, step, value=np.float64(number))
-            self._metrics.setdefault(name, timeline)  # only once it holds a row
+            if len(timeline):  # registered once it holds a row
+                self._metrics.setdefault(name, timeline)
 
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
         return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
                 *self._feature_maps.values()]
 
-    def _append(self, timeline: Timeline, step: int, **row: np.ndarray) -> None:
-        """Append a row; a full store first grows within ``max_bytes``, others giving way."""
-        if len(timeline) == timeline.capacity:  # the only time memory changes: no scan per row
-            self._make_room(timeline, Timeline.row_nbytes_of(**row))
-        timeline.append(step, **row)
+    def _append(self, timeline: Timeline, step: int, picture: bool = False, **row: np.ndarray) -> None:
+        """Append a row; a full store first grows within ``max_bytes``, others giving way. When
+        nothing else can, the store's oldest row makes way (or, if it has none, the row is not kept)."""
+        # A full store is the only time memory changes: no scan of the stores at other rows.
+        if len(timeline) < timeline.capacity or self._make_room(timeline, Timeline.row_nbytes_of(**row), picture):
+            timeline.append(step, **row)
+        elif len(timeline):
+            timeline.roll(step, **row)
+        else:
+            return
         self.version += 1
 
-    def _make_room(self, timeline: Timeline, row_nbytes: int) -> None:
+    def _make_room(self, timeline: Timeline, row_nbytes: int, picture: bool) -> bool:
         room = (self.max_bytes - self.nbytes) // row_nbytes
-        while room < 1 and self._give_way(timeline):
+        while room < 1 and self._give_way(timeline, picture):
             room = (self.max_bytes - self.nbytes) // row_nbytes
+        if room < 1:
+            return False
         # Doubling while the bound allows keeps appends cheap; near the bound, what is left.
-        timeline.reserve(timeline.capacity + max(1, min(max(len(timeline), 4), room)))
+        timeline.reserve(timeline.capacity + min(max(len(timeline), 4), room))
+        return True
 
-    def _give_way(self, appending: Timeline) -> bool:
-        """Free memory: thin a store, else cut one to its latest row, else drop a picture store."""
-        stores = [(t, False) for t in (*self._summaries.values(), *self._metrics.values())]
-        stores += [(t, True) for t in (*(t for _, t in self._pictures.values()), *self._feature_maps.values())]
-        rows, nbytes, pictures = [len(t) for t, _ in stores], [t.nbytes for t, _ in stores], [p for _, p in stores]
-        for choose, act in ((choose_to_thin, Timeline.thin), (choose_to_cut, Timeline.keep_latest)):
-            index = choose(rows, nbytes, pictures)
+    def _give_way(self, appending: Timeline, picture: bool) -> bool:
+        """Free memory: thin a store, else cut one to its latest row (a picture makes way for a
+        picture), else drop a picture store for the summaries."""
+        pictures = [(t, True) for t in (*(t for _, t in self._pictures.values()), *self._feature_maps.values())]
+        stores = pictures + [(t, False) for t in (*self._summaries.values(), *self._metrics.values())]
+        # Thinning follows choose_to_thin's order; a picture cuts only pictures to their latest row.
+        for choose, act, pool in ((choose_to_thin, Timeline.thin, stores),
+                                  (choose_to_cut, Timeline.keep_latest, pictures if picture else stores)):
+            index = choose([len(t) for t, _ in pool], [t.nbytes for t, _ in pool], [p for _, p in pool])
             if index is not None:
-                act(stores[index][0])
+                act(pool[index][0])
                 return True
+        if picture:
+            return False  # the picture's own oldest row makes way
         # Every store holds one row and still too much: the largest picture store goes.
         held = [(t.nbytes, store, name) for store, items in (
             (self._pictures, ((n, t) for n, (_, t) in self._pictures.items())), (self._feature_maps, self._feature_maps.items()))

@@ -83,6 +83,21 @@ class Timeline:
             self._columns[name][length] = value
         self._length = length + 1
 
+    def roll(self, step: int, **row: np.ndarray) -> None:
+        """Drop the oldest row and append one, in the room there is (when no more is allowed)."""
+        if not self._length or row.keys() != self._columns.keys():
+            raise ValueError("roll() needs a timeline holding rows of these columns")
+        if step < self._steps[self._length - 1]:
+            raise ValueError(f"step {step} comes before the last recorded step {self._steps[self._length - 1]}")
+        keep = np.ones(self._length, dtype=bool)
+        keep[0] = False
+        steps, columns = self._resized(len(self._steps), keep)
+        length = self._length - 1
+        steps[length] = step
+        for name, value in row.items():
+            columns[name][length] = value
+        self._steps, self._columns, self._length = steps, columns, length + 1
+
     def reserve(self, capacity: int) -> None:
         """Make room for ``capacity`` rows (at least the recorded ones): grows or shrinks the arrays."""
         capacity = max(int(capacity), self._length)
