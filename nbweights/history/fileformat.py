@@ -47,7 +47,7 @@ RATIO_FREE = 64 * 2**20
 _FLAGS_ALLOWED = 0x2 | 0x4 | 0x8 | 0x800  # deflate level, data descriptor, UTF-8 names
 _MEMBER = re.compile(r"meta\.json|t\d{1,6}/[a-z]{1,16}\.npy")
 _DESCRS = {f"{order}{code}" for order in "<>" for code in ("i8", "f8", "f4", "f2")}
-_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-z]\d{1,2})', 'fortran_order': (False|True), "
+_NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[A-Za-z]\d{0,3})', 'fortran_order': (False|True), "
                          r"'shape': \(([0-9, ]{0,400})\), \} *\n")
 _CHUNK = 2**20
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
