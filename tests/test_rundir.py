@@ -119,7 +119,7 @@ def test_a_followed_run_has_the_dashboard_of_a_watcher(tmp_path: Path) -> None:
     follower = nbw.follow(tmp_path / "run")
     dashboard = follower.dashboard
     assert dashboard.history is follower.history and dashboard.watcher is follower
-    assert [panel.name for panel in dashboard.panels][:2] == ["0.weight", "0.bias"]
+    assert dashboard.entries[:2] == ["0.weight", "0.bias"] and dashboard.shown.name == "0.weight"
     dashboard.close()
     follower.close()
 

@@ -8,6 +8,7 @@ Watcher runs the same in a script, a notebook or under torchrun.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from contextlib import nullcontext
@@ -314,10 +315,11 @@ class Watcher:
         """Health signals that fired, oldest first: kind, name, step, value and a message."""
         return find_signals(self.history, self.thresholds)
 
-    def save(self, path: str) -> None:
-        """Write the history to ``path`` (a ``.nbw`` file; see :mod:`nbweights.history.fileformat`)."""
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the history to ``path`` (a ``.nbw`` file; see :mod:`nbweights.history.fileformat`),
+        atomically, reading it under :attr:`lock` so that training on another thread can go on."""
         from ..history.fileformat import save_history
-        save_history(self.history, path)
+        save_history(self.history, path, lock=self.lock)
 
     @property
     def model(self) -> nn.Module | None:

@@ -30,7 +30,7 @@ class LessonRecords:
     # ----- attention ----------------------------------------------------------------------
     def record_attention(self, module: str, step: int, maps: np.ndarray) -> None:
         """Keep a module's attention weights [heads, queries, keys] on the probe's first sequence."""
-        self._append(self._attention.setdefault(module, Timeline()), step, data=maps.astype(np.float16))
+        self._append(self._attention.setdefault(module, Timeline()), step, picture=True, data=maps.astype(np.float16))
 
     @property
     def attention_names(self) -> list[str]:
@@ -59,7 +59,7 @@ class LessonRecords:
             raise ValueError(f"record_attributions() expected columns {ATTRIBUTION_COLUMNS}, got {sorted(columns)}")
         stored = {name: np.asarray(value, np.int64 if name == "targets" else np.float32)
                   for name, value in columns.items()}
-        self._append(self._attributions, step, **stored)
+        self._append(self._attributions, step, picture=True, **stored)
 
     @property
     def attribution_steps(self) -> np.ndarray:

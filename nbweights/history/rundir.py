@@ -157,7 +157,11 @@ def describe(history: History, timeline: Any) -> dict:
     for name, (kind, candidate) in history._pictures.items():
         if candidate is timeline:
             return {"store": "picture", "name": name, "kind": kind}
-    for store, timelines in (("metric", history._metrics), ("feature_maps", history._feature_maps)):
+    if timeline is getattr(history, "_attributions", None):
+        ndims = {c: int(timeline.column(c).ndim - 1) for c in timeline.column_names}
+        return {"store": "attributions", "ndims": ndims}
+    for store, timelines in (("metric", history._metrics), ("feature_maps", history._feature_maps),
+                             ("attention", getattr(history, "_attention", {}))):
         for name, candidate in timelines.items():
             if candidate is timeline:
                 return {"store": store, "name": name}
@@ -252,6 +256,10 @@ class RunReader:
             history.log(step, **{store["name"]: float(row["value"])})
         elif kind == "feature_maps":
             history.record_feature_maps(store["name"], step, row["data"])
+        elif kind == "attention":
+            history.record_attention(store["name"], step, row["data"])
+        elif kind == "attributions":
+            history.record_attributions(step, **row)
         else:
             raise ValueError(f"unknown store {kind!r} in {self.path / LOG}")
 

@@ -1,8 +1,10 @@
 """The bounded record of a training run: summaries per step, pictures, and logged metrics.
 
 The history knows nothing of hooks or widgets. Capture writes to it; views and users read it.
-Its memory stays under ``max_bytes``: past that, the largest store is thinned (every other
-step dropped, first and last kept), so a run stays covered from its first step to its latest.
+The arrays it holds (room for future rows included) never take more than ``max_bytes``: when a
+store needs room, another gives way by thinning (every other step dropped, first and last kept;
+pictures before summaries, see :mod:`.budget`), so a run stays covered from its first step to
+its latest. A record interrupted at any point leaves every store as it was or with the new row.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import numpy as np
 
 from ..summaries import FIELDS, Summary, derived_stats, histogram_edges
 from .lessons import LessonRecords
+from .budget import MaxBytes, choose_to_cut, choose_to_thin, parse_max_bytes
 from .timeline import Timeline
 
 #: What a parameter's summaries describe: its values, its gradient, or a module's output.
@@ -36,10 +39,11 @@ class History(LessonRecords):
     >>> edges, counts = history.histogram("fc.weight", step=100)
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, bins: int = 64):
-        if max_bytes <= 0:
-            raise ValueError(f"max_bytes must be positive, got {max_bytes}")
-        self.max_bytes = int(max_bytes)
+    def __init__(self, max_bytes: MaxBytes = DEFAULT_MAX_BYTES, bins: int = 64):
+        if isinstance(bins, (bool, np.bool_)) or not isinstance(bins, (int, np.integer)) or bins < 2:
+            raise ValueError(f"bins= must be an int >= 2, got {bins!r}")
+        #: Bytes the recorded arrays may take at most (an int; strings like "256 MiB" accepted).
+        self.max_bytes = parse_max_bytes(max_bytes)
         self.bins = int(bins)
         self._names: dict[str, list[str]] = {group: [] for group in GROUPS}
         self._rows: dict[str, dict[str, int]] = {group: {} for group in GROUPS}
@@ -49,7 +53,6 @@ class History(LessonRecords):
         self._metrics: dict[str, Timeline] = {}
         self._feature_maps: dict[str, Timeline] = {}
         self._init_lessons()
-        self._nbytes = 0
         #: Grows by one at each record; views compare it to know whether to redraw.
         self.version = 0
         #: Called as ``observer(timeline, step, row)`` after each row appended (a run_dir writer).
@@ -80,8 +83,8 @@ class History(LessonRecords):
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by everything recorded."""
-        return self._nbytes
+        """Bytes held by everything recorded (room reserved for future rows included)."""
+        return sum(t.nbytes for t in self._timelines())
 
     # ----- reading ----------------------------------------------------------------------
     def steps(self, name: str, of: str = "weight") -> np.ndarray:
@@ -195,6 +198,12 @@ class History(LessonRecords):
         names, shapes = list(names), [tuple(s) for s in shapes]
         if len(self._summaries[group]):
             raise ValueError(f"group {group!r} already holds records")
+        summaries = {**{g: len(self._names[g]) for g in GROUPS}, group: len(names)}
+        snapshot = sum(8 + count * (8 * len(FIELDS) + 4 * self.bins + 4) for count in summaries.values() if count)
+        if 2 * snapshot > self.max_bytes:
+            raise ValueError(f"max_bytes={self.max_bytes} cannot hold two snapshots of the summaries of "
+                             f"{sum(summaries.values())} tensors ({snapshot} bytes each); give at least "
+                             f"{4 * snapshot}")
         self._names[group] = names
         self._rows[group] = {name: i for i, name in enumerate(names)}
         self._shapes[group] = dict(zip(names, shapes))
@@ -204,16 +213,23 @@ class History(LessonRecords):
         of units, dead units and saturated fraction)."""
         if len(summary.fields) != len(self._names[group]):
             raise ValueError(f"{len(summary.fields)} summaries for {len(self._names[group])} names")
-        columns = {"fields": summary.fields, "counts": summary.counts, "ranges": summary.ranges}
+        # The dtypes a saved file is checked against (schema.py), whatever capture handed over.
+        columns = {"fields": np.asarray(summary.fields, np.float64), "counts": np.asarray(summary.counts, np.float32),
+                   "ranges": np.asarray(summary.ranges, np.float32)}
         if extra is not None:
-            columns["extra"] = extra
+            columns["extra"] = np.asarray(extra, np.float64)
         self._append(self._summaries[group], step, **columns)
 
     def record_feature_maps(self, module: str, step: int, maps: np.ndarray) -> None:
         """Keep a probe input's feature maps [channels, height, width] of one module at a step."""
         with np.errstate(over="ignore"):
             maps = maps.astype(np.float16)
-        self._append(self._feature_maps.setdefault(module, Timeline()), step, data=maps)
+        timeline = self._feature_maps.setdefault(module, Timeline())  # observers look it up
+        try:
+            self._append(timeline, step, picture=True, data=maps)
+        finally:  # kept only once it holds a row, even if interrupted
+            if not len(timeline):
+                self._feature_maps.pop(module, None)
 
     @property
     def feature_map_names(self) -> list[str]:
@@ -229,14 +245,16 @@ class History(LessonRecords):
         return Picture("feature_maps", int(timeline.steps[index]), timeline.column("data")[index].astype(np.float32))
 
     def record_picture(self, name: str, step: int, kind: str, array: np.ndarray) -> None:
-        if name not in self._pictures:
-            self._pictures[name] = (kind, Timeline())
-        if kind == "values":  # the timeline copies it into its column
-            stored = array if array.dtype == np.float32 else array.astype(np.float32)
-        else:
-            with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
-                stored = array.astype(np.float16)
-        self._append(self._pictures[name][1], step, data=stored)
+        """Keep a bounded copy of a parameter at a step (see :class:`Picture` for the kinds)."""
+        kind, timeline = self._pictures.get(name) or (kind, Timeline())
+        with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
+            stored = array.astype(np.float32 if kind == "values" else np.float16)
+        self._pictures.setdefault(name, (kind, timeline))  # the observers (run_dir) look it up
+        try:
+            self._append(timeline, step, picture=True, data=stored)
+        finally:  # kept only once it holds a row, even if interrupted
+            if not len(timeline):
+                self._pictures.pop(name, None)
 
     def log(self, step: int, **values: float) -> None:
         """Record metrics (loss, accuracy...) at a step."""
@@ -245,28 +263,66 @@ class History(LessonRecords):
                 number = float(value)
             except (TypeError, ValueError):
                 raise TypeError(f"log() takes numbers, got {name}={value!r}") from None
-            self._append(self._metrics.setdefault(name, Timeline()), step, value=np.float64(number))
+            timeline = self._metrics.setdefault(name, Timeline())  # observers look it up
+            try:
+                self._append(timeline, step, value=np.float64(number))
+            finally:  # kept only once it holds a row, even if interrupted
+                if not len(timeline):
+                    self._metrics.pop(name, None)
 
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
         return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
                 *self._feature_maps.values(), *self._lesson_timelines()]
 
-    def _append(self, timeline: Timeline, step: int, **row: np.ndarray) -> None:
-        """Append a row and keep memory under the bound (a running total: no scan per row)."""
-        before = timeline.nbytes
-        timeline.append(step, **row)
-        self._nbytes += timeline.nbytes - before
+    def _append(self, timeline: Timeline, step: int, picture: bool = False, **row: np.ndarray) -> None:
+        """Append a row; a full store first grows within ``max_bytes``, others giving way. When
+        nothing else can, the store's oldest row makes way (or, if it has none, the row is not kept)."""
+        # A full store is the only time memory changes: no scan of the stores at other rows.
+        if len(timeline) < timeline.capacity or self._make_room(timeline, Timeline.row_nbytes_of(**row), picture):
+            timeline.append(step, **row)
+        elif len(timeline):
+            timeline.roll(step, **row)
+        else:
+            return
         self.version += 1
         for observer in self.observers:
             observer(timeline, step, row)
-        while self._nbytes > self.max_bytes:
-            largest = max(self._timelines(), key=lambda t: t.nbytes)
-            if len(largest) <= 2:
-                break
-            before = largest.nbytes
-            largest.thin()
-            self._nbytes += largest.nbytes - before
+
+    def _make_room(self, timeline: Timeline, row_nbytes: int, picture: bool) -> bool:
+        room = (self.max_bytes - self.nbytes) // row_nbytes
+        while room < 1 and self._give_way(timeline, picture):
+            room = (self.max_bytes - self.nbytes) // row_nbytes
+        if room < 1:
+            return False
+        # Doubling while the bound allows keeps appends cheap; near the bound, what is left.
+        timeline.reserve(timeline.capacity + min(max(len(timeline), 4), room))
+        return True
+
+    def _give_way(self, appending: Timeline, picture: bool) -> bool:
+        """Free memory: thin a store, else cut one to its latest row (a picture makes way for a
+        picture), else drop a picture store for the summaries."""
+        pictures = [(t, True) for t in (*(t for _, t in self._pictures.values()), *self._feature_maps.values(),
+                                        *self._lesson_timelines())]
+        stores = pictures + [(t, False) for t in (*self._summaries.values(), *self._metrics.values())]
+        # Thinning follows choose_to_thin's order; a picture cuts only pictures to their latest row.
+        for choose, act, pool in ((choose_to_thin, Timeline.thin, stores),
+                                  (choose_to_cut, Timeline.keep_latest, pictures if picture else stores)):
+            index = choose([len(t) for t, _ in pool], [t.nbytes for t, _ in pool], [p for _, p in pool])
+            if index is not None:
+                act(pool[index][0])
+                return True
+        if picture:
+            return False  # the picture's own oldest row makes way
+        # Every store holds one row and still too much: the largest picture store goes.
+        held = [(t.nbytes, store, name) for store, items in (
+            (self._pictures, ((n, t) for n, (_, t) in self._pictures.items())), (self._feature_maps, self._feature_maps.items()))
+            for name, t in items if t is not appending]
+        if not held:
+            return False
+        _, store, name = max(held, key=lambda item: item[0])
+        del store[name]
+        return True
 
     def _check_group(self, group: str) -> str:
         if group not in GROUPS:
@@ -283,19 +339,21 @@ class History(LessonRecords):
     # ----- saving (the file format itself lives in fileformat.py) ------------------------
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
         """JSON-ready description and named arrays that together hold the whole history."""
+        # list(...) of a dict is one step for other threads; each timeline is read at one instant.
         timelines: list[tuple[dict, Timeline]] = []
         for group in GROUPS:
             timelines.append(({"store": "summaries", "group": group}, self._summaries[group]))
-        for name, (kind, timeline) in self._pictures.items():
+        for name, (kind, timeline) in list(self._pictures.items()):
             timelines.append(({"store": "picture", "name": name, "kind": kind}, timeline))
-        for name, timeline in self._metrics.items():
+        for name, timeline in list(self._metrics.items()):
             timelines.append(({"store": "metric", "name": name}, timeline))
-        for name, timeline in self._feature_maps.items():
+        for name, timeline in list(self._feature_maps.items()):
             timelines.append(({"store": "feature_maps", "name": name}, timeline))
         for name, timeline in self._attention.items():
             timelines.append(({"store": "attention", "name": name}, timeline))
-        if len(self._attributions):
-            timelines.append(({"store": "attributions"}, self._attributions))
+        if len(self._attributions):  # its columns' dimensions vary with the probe input: say them
+            ndims = {c: int(self._attributions.column(c).ndim - 1) for c in self._attributions.column_names}
+            timelines.append(({"store": "attributions", "ndims": ndims}, self._attributions))
         meta = {
             "bins": self.bins,
             "max_bytes": self.max_bytes,
@@ -305,41 +363,16 @@ class History(LessonRecords):
         }
         arrays: dict[str, np.ndarray] = {}
         for i, (description, timeline) in enumerate(timelines):
-            meta["timelines"].append({**description, "columns": timeline.column_names})
-            arrays[f"t{i}/steps"] = timeline.steps.copy()
-            for column in timeline.column_names:
-                arrays[f"t{i}/{column}"] = timeline.column(column).copy()
+            steps, columns = timeline.snapshot()
+            meta["timelines"].append({**description, "columns": list(columns)})
+            arrays[f"t{i}/steps"] = steps
+            for column, values in columns.items():
+                arrays[f"t{i}/{column}"] = values
         return meta, arrays
 
     @classmethod
     def restore(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "History":
-        """The history that :meth:`export` described; raises ValueError if the parts disagree."""
-        history = cls(max_bytes=int(meta["max_bytes"]), bins=int(meta["bins"]))
-        for group, declared in meta["groups"].items():
-            history.declare(group, declared["names"], declared["shapes"])
-        for i, description in enumerate(meta["timelines"]):
-            columns = {c: arrays[f"t{i}/{c}"] for c in description["columns"]}
-            timeline = Timeline.from_columns(arrays[f"t{i}/steps"], columns)
-            store = description["store"]
-            if store == "summaries":
-                group = history._check_group(description["group"])
-                names = len(history._names[group])
-                if len(timeline) and (columns["fields"].shape[1:] != (names, len(FIELDS))
-                                      or columns["counts"].shape[1:] != (names, history.bins)):
-                    raise ValueError(f"summaries of {group!r} do not match its {names} names")
-                history._summaries[group] = timeline
-            elif store == "picture":
-                history._check_name(description["name"], "weight")
-                history._pictures[description["name"]] = (description["kind"], timeline)
-            elif store == "metric":
-                history._metrics[description["name"]] = timeline
-            elif store == "feature_maps":
-                history._feature_maps[description["name"]] = timeline
-            elif store == "attention":
-                history._attention[description["name"]] = timeline
-            elif store == "attributions":
-                history._attributions = timeline
-            else:
-                raise ValueError(f"unknown store {store!r}")
-        history._nbytes = sum(t.nbytes for t in history._timelines())
-        return history
+        """The history that :meth:`export` described; ValueError naming what is wrong if the
+        description or any array is not what a sound history holds (see :mod:`.schema`)."""
+        from .schema import restore
+        return restore(cls, meta, arrays)
