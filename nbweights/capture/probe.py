@@ -113,3 +113,24 @@ class Probe:
                 found = attribute(model, self.inputs, self.target)
             history.record_attributions(step, inputs=found.inputs, maps=found.maps, delta=found.delta,
                                         targets=found.targets, alphas=found.alphas, interior=found.interior)
+
+
+def make_probe(model: nn.Module, inputs: Any, modules: Any, target: Any, attributions: bool, attention: bool) -> Probe:
+    """The Probe that ``Watcher.probe`` asked for, every argument checked (clear errors at the call)."""
+    from .attention import attention_modules
+    from .attributions import check_inputs, integrated_gradients_class
+    from .selection import select_modules
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
+    if not isinstance(attributions, bool) or not isinstance(attention, bool):
+        raise TypeError(f"probe() expected attributions= and attention= True or False, got "
+                        f"{attributions!r} and {attention!r}")
+    targets = None
+    if attributions:
+        integrated_gradients_class()  # ImportError naming the extra, now rather than at a capture
+        targets = check_inputs(inputs, target)
+    elif target is not None:
+        raise ValueError("probe(): target= is the class attributed; it needs attributions=True")
+    chosen = select_modules(model, True if modules is None else modules,
+                            (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
+    return Probe(inputs.detach().clone(), chosen, attention_modules(model) if attention else [], attributions, targets)

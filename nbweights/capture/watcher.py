@@ -1,9 +1,7 @@
 """Hooks that decide when to take a snapshot of a model, and the Watcher that owns them.
 
-With an optimizer, a snapshot is taken after ``optimizer.step()`` (PyTorch's optimizer step
-hooks); without one, at the start of a training-mode forward of the model. On a step that is
-not captured, the hooks do one integer comparison. Nothing here imports a widget library, so a
-Watcher runs the same in a script, a notebook or under torchrun.
+A snapshot is taken after ``optimizer.step()`` (optimizer step hooks), or without an optimizer at
+a training-mode forward; on a step not captured, the hooks do one integer comparison.
 """
 from __future__ import annotations
 
@@ -12,49 +10,24 @@ import os
 import threading
 import weakref
 from contextlib import nullcontext
-from typing import Any, Callable, ClassVar, Sequence, Union
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
 
 from . import distributed
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
+from .arguments import (NonFiniteError, Optimizers, _check_optimizers, check_model, reattach,  # noqa: F401
+                        stop_if_nonfinite)
 from .groups import empty_summary
 from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
-from .attention import attention_modules
-from .attributions import check_inputs, integrated_gradients_class
-from .probe import Probe
+from .probe import Probe, make_probe
 from .selection import Selector, select_modules, select_parameters
 
 log = logging.getLogger("nbweights")
-#: What ``watch()`` takes as optimizer: one, several (each steps its own parameters), or None.
-Optimizers = Union[torch.optim.Optimizer, Sequence[torch.optim.Optimizer], None]
-
-
-class NonFiniteError(FloatingPointError):
-    """Raised from the optimizer step when ``stop_on_nonfinite=True`` and NaN/Inf appeared."""
-
-
-def check_model(model: Any, call: str) -> nn.Module:
-    """The model, or TypeError saying what ``call`` got instead of an nn.Module."""
-    if not isinstance(model, nn.Module):
-        what = "a list of modules (wrap them in nn.Sequential or nn.ModuleList)" \
-            if isinstance(model, (list, tuple)) else type(model).__name__
-        raise TypeError(f"{call}() expected a torch.nn.Module, got {what}")
-    return model
-
-
-def _check_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
-    """The optimizers given (one, a list of them, or None), or TypeError naming what was given."""
-    given = list(optimizer) if isinstance(optimizer, (list, tuple)) else [] if optimizer is None else [optimizer]
-    for each in given:
-        if not isinstance(each, torch.optim.Optimizer):
-            raise TypeError(f"watch() expected a torch.optim.Optimizer, a list of them or None as "
-                            f"optimizer, got {type(each).__name__}")
-    return given
 
 
 class Watcher:
@@ -208,7 +181,8 @@ class Watcher:
         for row, kind, data in pictures:
             self.history.record_picture(names[row], step, kind, data)
         if self._activations is not None and step > 0:
-            self._record_activations(step)
+            summary, extra = self._activations.collect()
+            self.history.record("activation", step, summary, extra=extra)
         if self._probe is not None:
             try:
                 self._run_probe(step)
@@ -216,10 +190,6 @@ class Watcher:
                 if not self._probe_failed:
                     self._probe_failed = True
                     log.exception("nbweights: the probe failed at step %d (logged once)", step)
-
-    def _record_activations(self, step: int) -> None:
-        summary, extra = self._activations.collect()
-        self.history.record("activation", step, summary, extra=extra)
 
     def _run_probe(self, step: int) -> None:
         model = self.model
@@ -229,22 +199,7 @@ class Watcher:
             self._probe.record(model, self.history, step)
 
     def _stop_if_nonfinite(self, step: int) -> None:
-        """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
-        for group in self._groups:
-            params = group.tensors()
-            if params is None:
-                continue
-            sums = [p.detach().sum() for p in params] + [p.grad.sum() for p in params if p.grad is not None]
-            if bool(torch.isfinite(torch.stack(sums)).all()):
-                continue
-            if step not in set(self.history.steps(self.history.names[0]).tolist()):
-                self._capture(step)  # keep the step where it went wrong in the history
-            for row, p in zip(group.rows, params):
-                for what, tensor in (("weight", p), ("gradient", p.grad)):
-                    if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                        raise NonFiniteError(
-                            f"NaN/Inf in the {what} of {self.history.names[row]} at step {step} "
-                            f"(stop_on_nonfinite=True); the history up to this step is kept")
+        stop_if_nonfinite(self, step)
 
     def _notify(self, step: int) -> None:
         for listener in list(self._listeners):
@@ -288,21 +243,8 @@ class Watcher:
         model = self.model
         if model is None:
             raise RuntimeError("probe(): the watched model no longer exists")
-        if not isinstance(inputs, torch.Tensor):
-            raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
-        if not isinstance(attributions, bool) or not isinstance(attention, bool):
-            raise TypeError(f"probe() expected attributions= and attention= True or False, got "
-                            f"{attributions!r} and {attention!r}")
-        targets = None
-        if attributions:
-            integrated_gradients_class()  # ImportError naming the extra, now rather than at a capture
-            targets = check_inputs(inputs, target)
-        elif target is not None:
-            raise ValueError("probe(): target= is the class attributed; it needs attributions=True")
-        chosen = select_modules(model, True if modules is None else modules,
-                                (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
-        previous, self._probe = self._probe, Probe(inputs.detach().clone(), chosen,
-                                                   attention_modules(model) if attention else [], attributions, targets)
+        new = make_probe(model, inputs, modules, target, attributions, attention)
+        previous, self._probe = self._probe, new
         self._probe_failed = False
         try:
             with self.lock:
@@ -338,21 +280,7 @@ class Watcher:
         twice), so that a dashboard already shown keeps following. ValueError if the model or
         its watched parameters are not the ones this watcher was made for.
         """
-        optimizers = _check_optimizers(optimizer)
-        model = self.model
-        current = {id(p) for p in model.parameters()} if model is not None else set()
-        watched = [group.tensors() for group in self._groups]
-        if model is None or any(params is None or any(id(p) not in current for p in params)
-                                for params in watched):
-            raise ValueError("reattach(): the watched model or its parameters are gone or were "
-                             "replaced since watch(); watch the model anew")
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._activations is not None:
-            self._activations.attach()
-        self._attach(model, optimizers)
-        self.pacer.resume()
+        reattach(self, optimizer)
 
     def close(self) -> None:
         """Remove every hook this watcher added. The history stays readable. Safe to repeat."""
@@ -386,17 +314,7 @@ class Watcher:
         return self.dashboard._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
-        state = "closed" if not self._handles else "watching"
-        return (f"<nbweights.Watcher {state} {len(self.history.names)} parameters, "
-                f"step {self.step}, {len(self.history.steps(self.history.names[0])) if self.history.names else 0} snapshots>")
-
-
-def watch(model: nn.Module, optimizer: Optimizers = None, **options: Any) -> Watcher:
-    """Attach nbweights to a model (and its optimizer) and return the :class:`Watcher`.
-
-    Options: ``params=`` (names, globs or module types; default every trainable parameter),
-    ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training time),
-    ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``.
-    """
-    return Watcher(model, optimizer, **options)
+        snapshots = len(self.history.steps(self.history.names[0])) if self.history.names else 0
+        return f"<nbweights.Watcher {'watching' if self._handles else 'closed'} {len(self.history.names)} " \
+               f"parameters, step {self.step}, {snapshots} snapshots>"
 

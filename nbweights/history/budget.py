@@ -7,7 +7,7 @@ tight bound the numbers keep at least as many steps as the pictures.
 from __future__ import annotations
 
 import re
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -65,3 +65,37 @@ def choose_to_cut(rows: Sequence[int], nbytes: Sequence[int], is_picture: Sequen
     if not candidates:
         return None
     return max(candidates, key=lambda i: (is_picture[i], nbytes[i]))
+
+
+def _thin(timeline: Any) -> None:
+    timeline.thin()
+
+
+def _keep_latest(timeline: Any) -> None:
+    timeline.keep_latest()
+
+
+def give_way(history: Any, appending: Any, picture: bool) -> bool:
+    """Free memory: thin a store, else cut one to its latest row (a picture makes way for a
+    picture), else drop a picture store for the summaries."""
+    pictures = [(t, True) for t in (*(t for _, t in history._pictures.values()), *history._feature_maps.values(),
+                                    *history._lesson_timelines())]
+    stores = pictures + [(t, False) for t in (*history._summaries.values(), *history._metrics.values())]
+    # Thinning follows choose_to_thin's order; a picture cuts only pictures to their latest row.
+    for choose, act, pool in ((choose_to_thin, _thin, stores),
+                              (choose_to_cut, _keep_latest, pictures if picture else stores)):
+        index = choose([len(t) for t, _ in pool], [t.nbytes for t, _ in pool], [p for _, p in pool])
+        if index is not None:
+            act(pool[index][0])
+            return True
+    if picture:
+        return False  # the picture's own oldest row makes way
+    # Every store holds one row and still too much: the largest picture store goes.
+    held = [(t.nbytes, store, name) for store, items in (
+        (history._pictures, ((n, t) for n, (_, t) in history._pictures.items())), (history._feature_maps, history._feature_maps.items()))
+        for name, t in items if t is not appending]
+    if not held:
+        return False
+    _, store, name = max(held, key=lambda item: item[0])
+    del store[name]
+    return True

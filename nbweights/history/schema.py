@@ -276,3 +276,38 @@ def restore(cls: type, meta: Any, arrays: dict[str, np.ndarray], copy: bool = Tr
         else:
             history._feature_maps[description["name"]] = timeline
     return history
+
+
+def export(history: Any) -> tuple[dict, dict[str, np.ndarray]]:
+    """The description (meta.json) and named arrays that together hold ``history`` (:func:`restore`'s
+    counterpart)."""
+    # list(...) of a dict is one step for other threads; each timeline is read at one instant.
+    timelines: list[tuple[dict, Timeline]] = []
+    for group in GROUPS:
+        timelines.append(({"store": "summaries", "group": group}, history._summaries[group]))
+    for name, (kind, timeline) in list(history._pictures.items()):
+        timelines.append(({"store": "picture", "name": name, "kind": kind}, timeline))
+    for name, timeline in list(history._metrics.items()):
+        timelines.append(({"store": "metric", "name": name}, timeline))
+    for name, timeline in list(history._feature_maps.items()):
+        timelines.append(({"store": "feature_maps", "name": name}, timeline))
+    for name, timeline in history._attention.items():
+        timelines.append(({"store": "attention", "name": name}, timeline))
+    if len(history._attributions):  # its columns' dimensions vary with the probe input: say them
+        ndims = {c: int(history._attributions.column(c).ndim - 1) for c in history._attributions.column_names}
+        timelines.append(({"store": "attributions", "ndims": ndims}, history._attributions))
+    meta = {
+        "bins": history.bins,
+        "max_bytes": history.max_bytes,
+        "groups": {g: {"names": history._names[g], "shapes": [list(history._shapes[g][n]) for n in history._names[g]]}
+                   for g in GROUPS},
+        "timelines": [],
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for i, (description, timeline) in enumerate(timelines):
+        steps, columns = timeline.snapshot()
+        meta["timelines"].append({**description, "columns": list(columns)})
+        arrays[f"t{i}/steps"] = steps
+        for column, values in columns.items():
+            arrays[f"t{i}/{column}"] = values
+    return meta, arrays

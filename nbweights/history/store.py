@@ -8,28 +8,18 @@ its latest. A record interrupted at any point leaves every store as it was or wi
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 
 from ..summaries import FIELDS, Summary, derived_stats, histogram_edges
 from .lessons import LessonRecords
-from .budget import MaxBytes, choose_to_cut, choose_to_thin, parse_max_bytes
-from .timeline import Timeline
+from .budget import MaxBytes, give_way, parse_max_bytes
+from .timeline import Picture, Timeline  # noqa: F401 (Picture: read from here too)
 
 #: What a parameter's summaries describe: its values, its gradient, or a module's output.
 GROUPS = ("weight", "grad", "activation")
 DEFAULT_MAX_BYTES = 256 * 2**20
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A bounded copy of a tensor at one step: ``kind`` is "values", "matrix" or "filters"."""
-
-    kind: str
-    step: int
-    array: np.ndarray
 
 
 class History(LessonRecords):
@@ -300,29 +290,7 @@ class History(LessonRecords):
         return True
 
     def _give_way(self, appending: Timeline, picture: bool) -> bool:
-        """Free memory: thin a store, else cut one to its latest row (a picture makes way for a
-        picture), else drop a picture store for the summaries."""
-        pictures = [(t, True) for t in (*(t for _, t in self._pictures.values()), *self._feature_maps.values(),
-                                        *self._lesson_timelines())]
-        stores = pictures + [(t, False) for t in (*self._summaries.values(), *self._metrics.values())]
-        # Thinning follows choose_to_thin's order; a picture cuts only pictures to their latest row.
-        for choose, act, pool in ((choose_to_thin, Timeline.thin, stores),
-                                  (choose_to_cut, Timeline.keep_latest, pictures if picture else stores)):
-            index = choose([len(t) for t, _ in pool], [t.nbytes for t, _ in pool], [p for _, p in pool])
-            if index is not None:
-                act(pool[index][0])
-                return True
-        if picture:
-            return False  # the picture's own oldest row makes way
-        # Every store holds one row and still too much: the largest picture store goes.
-        held = [(t.nbytes, store, name) for store, items in (
-            (self._pictures, ((n, t) for n, (_, t) in self._pictures.items())), (self._feature_maps, self._feature_maps.items()))
-            for name, t in items if t is not appending]
-        if not held:
-            return False
-        _, store, name = max(held, key=lambda item: item[0])
-        del store[name]
-        return True
+        return give_way(self, appending, picture)
 
     def _check_group(self, group: str) -> str:
         if group not in GROUPS:
@@ -339,36 +307,8 @@ class History(LessonRecords):
     # ----- saving (the file format itself lives in fileformat.py) ------------------------
     def export(self) -> tuple[dict, dict[str, np.ndarray]]:
         """JSON-ready description and named arrays that together hold the whole history."""
-        # list(...) of a dict is one step for other threads; each timeline is read at one instant.
-        timelines: list[tuple[dict, Timeline]] = []
-        for group in GROUPS:
-            timelines.append(({"store": "summaries", "group": group}, self._summaries[group]))
-        for name, (kind, timeline) in list(self._pictures.items()):
-            timelines.append(({"store": "picture", "name": name, "kind": kind}, timeline))
-        for name, timeline in list(self._metrics.items()):
-            timelines.append(({"store": "metric", "name": name}, timeline))
-        for name, timeline in list(self._feature_maps.items()):
-            timelines.append(({"store": "feature_maps", "name": name}, timeline))
-        for name, timeline in self._attention.items():
-            timelines.append(({"store": "attention", "name": name}, timeline))
-        if len(self._attributions):  # its columns' dimensions vary with the probe input: say them
-            ndims = {c: int(self._attributions.column(c).ndim - 1) for c in self._attributions.column_names}
-            timelines.append(({"store": "attributions", "ndims": ndims}, self._attributions))
-        meta = {
-            "bins": self.bins,
-            "max_bytes": self.max_bytes,
-            "groups": {g: {"names": self._names[g], "shapes": [list(self._shapes[g][n]) for n in self._names[g]]}
-                       for g in GROUPS},
-            "timelines": [],
-        }
-        arrays: dict[str, np.ndarray] = {}
-        for i, (description, timeline) in enumerate(timelines):
-            steps, columns = timeline.snapshot()
-            meta["timelines"].append({**description, "columns": list(columns)})
-            arrays[f"t{i}/steps"] = steps
-            for column, values in columns.items():
-                arrays[f"t{i}/{column}"] = values
-        return meta, arrays
+        from .schema import export
+        return export(self)
 
     @classmethod
     def restore(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "History":

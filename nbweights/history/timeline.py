@@ -10,7 +10,18 @@ or after it: steps never decrease and every column keeps one row per step.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A bounded copy of a tensor at one step: ``kind`` is "values", "matrix" or "filters"."""
+
+    kind: str
+    step: int
+    array: np.ndarray
 
 
 def rows_through(steps: np.ndarray, step: int | None) -> int:
