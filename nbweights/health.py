@@ -20,8 +20,9 @@ class Thresholds:
     """When a signal fires. A condition must hold for ``patience`` consecutive captures
     (non-finite values fire at once).
 
-    - exploding: update ratio ‖Δw‖/‖w‖ above ``exploding_update`` (healthy is near 1e-3) and not
-      falling (a weight growing from zero starts near 1 and falls as 1/t);
+    - exploding: update ratio ‖Δw‖/‖w‖ above ``exploding_update`` (healthy is near 1e-3), not
+      falling (a weight growing from zero starts near 1 and falls as 1/t), and the weights' norm
+      multiplied by ``exploding_growth`` or more per capture;
       update-ratio signals look at weights of two or more dimensions only;
     - vanishing: update ratio below ``vanishing_update`` while other layers learn, or gradient
       size per element below ``vanishing_gradient`` times the median weight matrix's at that step
@@ -33,6 +34,7 @@ class Thresholds:
     """
 
     exploding_update: float = 0.1
+    exploding_growth: float = 1.25
     vanishing_update: float = 1e-5
     vanishing_gradient: float = 1e-3
     stalled_update: float = 1e-10
@@ -105,7 +107,11 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
             # Explosion keeps updates as large as the weights while they grow; a weight growing
             # from zero (zero initialisation) also starts with ratios near 1, but they fall as 1/t.
             not_falling = ~(ratio < 0.9 * np.concatenate([[np.nan], ratio[:-1]]))
-            fire("exploding", name, steps, ratio, (ratio > thresholds.exploding_update) & not_falling, p,
+            # And the weights grow fast: large early updates of a freshly initialised head (ResNet's fc
+            # with momentum) move the weights about without blowing them up.
+            norm = stats["norm"]
+            growing = ~(norm < thresholds.exploding_growth * np.concatenate([[np.nan], norm[:-1]]))
+            fire("exploding", name, steps, ratio, (ratio > thresholds.exploding_update) & not_falling & growing, p,
                  "{name}: updates of {value:.2g} of the weights' size at step {step} (healthy is ~1e-3); "
                  "lower the learning rate")
             fire("stalled", name, steps, ratio, ratio < thresholds.stalled_update, p,

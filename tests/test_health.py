@@ -80,7 +80,7 @@ def test_zero_initialised_weights_growing_fast_are_not_exploding():
 
 def test_thresholds_are_adjustable():
     model = mlp()
-    w = train_watched(model, lr=0.1, steps=5, thresholds=nbw.Thresholds(exploding_update=1e-9))
+    w = train_watched(model, lr=0.1, steps=5, thresholds=nbw.Thresholds(exploding_update=1e-9, exploding_growth=0.0))
     assert "exploding" in kinds(w.health(), "0.weight")
 
 
