@@ -38,7 +38,8 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
     Capture options: ``params=`` (names, globs or module types; default every trainable
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,
-    ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``. Display options: ``image_shape=``
+    ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``, ``replace_earlier=`` (default True:
+    close the earlier watcher of this model or optimizer, as re-running a cell wants). Display options: ``image_shape=``
     and ``class_names=`` (the class-images view of a linear layer over pixels).
     """
     watcher = Watcher(model, optimizer, **options)
@@ -50,6 +51,6 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
 
 def show(model: Any, **options: Any) -> Any:
     """The dashboard of a model's current weights, with no training: ``nbw.show(model)``."""
-    watcher = watch(check_model(model, "show"), **options)
+    watcher = watch(check_model(model, "show"), replace_earlier=False, **options)
     watcher.close()
     return watcher.dashboard

@@ -6,6 +6,10 @@ sample of at most ``sample_size`` elements. Everything that needs per-element wo
 (histogram, zero fraction, update size) is computed on the sample, all tensors at once, and the
 results of all tensors cross to the host in one transfer.
 
+Any floating dtype is summarised (float16, bfloat16, float64: reduced in float32, float64 sums
+in float64); a complex tensor by its magnitude ``|z|``; a sparse tensor (a sparse gradient) by
+its stored values, its implicit zeros added by :func:`add_implicit_zeros`.
+
 Summaries are mergeable: counts, sums, sums of squares, min and max of shards add up to the
 summary of the whole tensor (see :func:`merge`), provided the shards share histogram ranges.
 """
@@ -90,12 +94,32 @@ def histogram_edges(value_range: float, bins: int) -> np.ndarray:
 def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tensor | None:
     """Sorted random element indices of a tensor, or None to use every element.
 
-    Drawn from a private generator so that attaching nbweights never touches the global RNG.
+    Drawn from a private generator so that attaching nbweights never touches the global RNG, and
+    without listing all ``numel`` indices: a 10^8-element tensor costs what its sample costs.
     """
     if sample_size is None or numel <= sample_size:
         return None
     generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(numel, generator=generator)[:sample_size].sort().values
+    if numel <= 4 * sample_size:  # small enough to shuffle every index
+        return torch.randperm(numel, generator=generator)[:sample_size].sort().values
+    # Distinct values of uniform draws, topped up until there are enough, then a uniformly chosen
+    # sample_size of them: every subset of that size is equally likely, as with randperm.
+    chosen = torch.zeros(0, dtype=torch.long)
+    while len(chosen) < sample_size:
+        more = torch.randint(numel, (sample_size - len(chosen) + 16,), generator=generator)
+        chosen = torch.unique(torch.cat([chosen, more]))
+    keep = torch.randperm(len(chosen), generator=generator)[:sample_size]
+    return chosen[keep].sort().values
+
+
+def readable(tensor: torch.Tensor) -> torch.Tensor:
+    """What is summarised of a tensor: its stored values if sparse, its magnitude ``|z|`` if
+    complex, the tensor itself otherwise (any real dtype: reductions upcast to float32)."""
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    if tensor.is_complex():
+        tensor = tensor.abs()
+    return tensor
 
 
 class SummaryPlan:
@@ -156,8 +180,10 @@ def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Ten
     for i in plan.order:
         tensor, idx = tensors[i], plan.indices[i]
         flat = tensor.detach().reshape(-1)
-        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
-        parts.append((flat if idx is None else flat.index_select(0, idx)).float())
+        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather;
+        # a complex tensor's sample is gathered before taking |z|, so no copy of all of it.
+        picked = flat if idx is None else flat.index_select(0, idx)
+        parts.append((picked.abs() if picked.is_complex() else picked).float())
     if not parts:
         return torch.zeros(0, device=plan.device)
     return torch.cat(parts)
@@ -170,12 +196,14 @@ def _quantized_range(max_abs: torch.Tensor) -> torch.Tensor:
 
 
 def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """min, max, sum and sum of squares of one flat tensor, in float32."""
+    """min, max, sum and sum of squares of one flat real tensor (complex: of ``|z|``)."""
     if flat.numel() == 0:
         zero = torch.zeros((), device=flat.device)
         return zero, zero, zero, zero
+    if flat.is_complex():
+        flat = flat.abs()
     low, high = torch.aminmax(flat)
-    if flat.dtype == torch.float32:
+    if flat.dtype in (torch.float32, torch.float64):  # float64 sums stay float64 until stacked
         return low, high, flat.sum(), torch.dot(flat, flat)
     norm = torch.linalg.vector_norm(flat, dtype=torch.float32)
     return low.float(), high.float(), flat.sum(dtype=torch.float32), norm * norm
@@ -230,7 +258,8 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
 
 def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float, float]:
     """nonfinite count and finite min, max, sum, sum of squares of one tensor (slow path)."""
-    flat = tensor.detach().reshape(-1).float()
+    flat = tensor.detach().reshape(-1)
+    flat = (flat.abs() if flat.is_complex() else flat).float()
     finite_mask = torch.isfinite(flat)
     finite = flat[finite_mask]
     nonfinite = float(flat.numel() - finite.numel())
@@ -275,3 +304,25 @@ def finish(plan: SummaryPlan, tensors: Sequence[torch.Tensor], packed_device: to
         again = summarize(plan, tensors, ranges_device, bins, before_sample).cpu().numpy()
         counts[broken] = again[broken, len(_DEVICE_FIELDS):]
     return Summary(fields, counts, ranges), ranges_device
+
+
+def add_implicit_zeros(summary: Summary, row: int, dense_numel: int, bins: int) -> None:
+    """Count, in place, the zeros a sparse tensor leaves implicit in the summary of its stored
+    values (row ``row``), so that it describes the dense tensor of ``dense_numel`` elements.
+
+    Sums and sums of squares are unchanged; min and max take in 0; the sample grows by the
+    zeros' share, so that the histogram and the zero fraction scale to the dense tensor.
+    """
+    fields = summary.fields[row]
+    stored = fields[FIELDS.index("count")]
+    implicit = dense_numel - stored
+    if implicit <= 0:
+        return
+    share = fields[FIELDS.index("sampled")] / stored if stored > 0 else 1.0
+    fields[FIELDS.index("count")] = dense_numel
+    for name, pick in (("min", np.fmin), ("max", np.fmax)):
+        fields[FIELDS.index(name)] = pick(fields[FIELDS.index(name)], 0.0) if stored > 0 else 0.0
+    for name in ("sampled", "sample_zeros"):
+        fields[FIELDS.index(name)] += implicit * share
+    zero_bin = min(max(int(math.floor(bins / 2)), 0), bins - 1)  # where summarize() bins a 0
+    summary.counts[row, zero_bin] += implicit * share

@@ -17,13 +17,16 @@ import torch
 from torch import nn
 
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
+from .containment import orphan, record_failure, remove_orphans, weakly
 from .groups import ParameterGroup, empty_summary
+from .options import check_flag, check_int, check_thresholds
 from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
 from .probe import run_probe
 from .selection import Selector, select_modules, select_parameters
+from ..summaries import readable
 
 log = logging.getLogger("nbweights")
 
@@ -48,31 +51,51 @@ def _check_optimizer(optimizer: Any) -> torch.optim.Optimizer | None:
     return optimizer
 
 
+#: The live watcher of each model and optimizer: re-running ``w = nbw.watch(model, opt)``
+#: closes the one the earlier run left (weak both ways: it keeps neither alive).
+_watcher_of: "weakref.WeakKeyDictionary[Any, weakref.ref[Watcher]]" = weakref.WeakKeyDictionary()
+
+
+def _parameter(model: nn.Module, name: str) -> nn.Parameter | None:
+    """The model's parameter of that qualified name now, or None if it has none."""
+    try:
+        return model.get_parameter(name)
+    except AttributeError:
+        return None
+
+
 class Watcher:
     """Watches one model's parameters while it trains; ``close()`` removes every hook it added.
 
-    Holds only weak references to the model, its parameters and the optimizer, so a notebook
-    that keeps the dashboard does not keep a deleted model in memory. Use as a context manager
-    or call :meth:`close`; both are safe to repeat.
+    Holds only weak references to the model, its parameters and the optimizer, and its hooks
+    hold it weakly too: a notebook that keeps the dashboard does not keep a deleted model in
+    memory, and a watcher nobody holds stops recording. Use as a context manager or call
+    :meth:`close`; both are safe to repeat. Whatever capture raises stays out of training: it
+    is logged once and kept in :attr:`failures`.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  params: Selector = None, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  bins: int = 64, sample_size: int | None = 4096, max_bytes: int = DEFAULT_MAX_BYTES,
                  pictures: PictureLimits | None = None, activations: Selector | bool = False,
-                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None):
+                 stop_on_nonfinite: bool = False, thresholds: Thresholds | None = None,
+                 replace_earlier: bool = True):
         model = check_model(model, "watch")
         optimizer = _check_optimizer(optimizer)
-        if not isinstance(bins, int) or bins < 2:
-            raise ValueError(f"bins= must be an int >= 2, got {bins!r}")
-        if sample_size is not None and (not isinstance(sample_size, int) or sample_size < 1):
-            raise ValueError(f"sample_size= must be a positive int or None, got {sample_size!r}")
+        bins = check_int(bins, "bins", 2)
+        sample_size = None if sample_size is None else check_int(sample_size, "sample_size", 1)
+        self.stop_on_nonfinite = check_flag(stop_on_nonfinite, "stop_on_nonfinite")
+        self.thresholds = check_thresholds(thresholds)
         self.history = History(max_bytes=max_bytes, bins=bins)
         self.pacer = Pacer(every, budget)
         self.step = 0
+        #: What capture could not record, by name (a parameter's qualified name, "<module>
+        #: (output)", "probe", "capture"): a message saying what failed, and at which step.
+        self.failures: dict[str, str] = {}
         self._model = weakref.ref(model)
         self._optimizer = weakref.ref(optimizer) if optimizer is not None else None
         self._handles: list[Any] = []
+        self._grad_handles: list[Any] = []
         self._listeners: list[Callable[[int], None]] = []
         self._failed_listeners: set[int] = set()
         self._dashboard = None
@@ -80,36 +103,62 @@ class Watcher:
         #: Held while the history is written; readers on other threads (the dashboard's redraw
         #: thread) hold it to read a history that no record is changing under them.
         self.lock = threading.RLock()
+        remove_orphans()
 
         named = select_parameters(model, params)
-        self.history.declare("weight", [n for n, _ in named], [tuple(p.shape) for _, p in named])
-        self.history.declare("grad", [n for n, _ in named], [tuple(p.shape) for _, p in named])
-        self._groups = ParameterGroup.split(named, bins, sample_size, pictures or PictureLimits())
-        self.stop_on_nonfinite = bool(stop_on_nonfinite)
-        self.thresholds = thresholds or Thresholds()
+        self._names = [n for n, _ in named]
+        self.history.declare("weight", self._names, [tuple(p.shape) for _, p in named])
+        self.history.declare("grad", self._names, [tuple(p.shape) for _, p in named])
+        self._sample_size, self._limits = sample_size, pictures or PictureLimits()
+        self._groups: list[ParameterGroup] = []
+        #: (parameter, numel, device) of each watched name when the groups were built.
+        self._layout: list[tuple[weakref.ref, int, torch.device] | None] | None = None
+        self._excluded: set[str] = set()  # names whose capture failed: left out from then on
         self._activations: ActivationHooks | None = None
         if activations is not False and activations is not None:
             modules = select_modules(model, activations, DEFAULT_ACTIVATION_TYPES)
-            self._activations = ActivationHooks(modules, bins, sample_size or 4096, self._activations_due)
+            self._activations = ActivationHooks(modules, bins, sample_size or 4096, weakly(self, "_activations_due"),
+                                                weakly(self, "_activation_failed"))
             self.history.declare("activation", self._activations.names, [() for _ in modules])
         self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
+        if replace_earlier:
+            self._replace_earlier(model, optimizer)
+        weakref.finalize(self, orphan, self._handles, self._grad_handles,
+                         self._activations.handles if self._activations is not None else [])
         self._attach(model, optimizer)
         self._capture(0)
 
-    # ----- hooks --------------------------------------------------------------------------
+    def _replace_earlier(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
+        targets = [t for t in (model, optimizer) if t is not None]
+        earlier = {ref() for ref in (_watcher_of.get(t) for t in targets) if ref is not None}
+        for watcher in earlier - {None}:
+            if not watcher.closed:
+                watcher.close(release=True)
+                log.warning("nbweights: closed the earlier watcher of this model or optimizer "
+                            "(watch() was run again; one watcher records at a time)")
+        for target in targets:
+            _watcher_of[target] = weakref.ref(self)
+
+    # ----- hooks (each holds the watcher weakly and keeps capture's errors to itself) -------
     def _attach(self, model: nn.Module, optimizer: torch.optim.Optimizer | None) -> None:
         if optimizer is not None:
-            self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
-            self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
+            self._handles.append(optimizer.register_step_pre_hook(weakly(self, "_before_optimizer_step")))
+            self._handles.append(optimizer.register_step_post_hook(weakly(self, "_after_optimizer_step")))
         else:
-            self._handles.append(model.register_forward_pre_hook(self._before_forward))
-            for group in self._groups:
-                self._handles.extend(group.watch_gradients())
+            self._handles.append(model.register_forward_pre_hook(weakly(self, "_before_forward")))
 
     def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self.step + 1 >= self.pacer.next_step:
-            for group in self._groups:
-                group.remember_before_step()
+            try:
+                model = self.model
+                if model is None or not self._sync_groups(model, self.step + 1):
+                    return
+                stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            except Exception as error:
+                record_failure(self.failures, "capture", error, self.step + 1, "reading the model")
+                return
+            self._for_each_group(self.step + 1, "reading the weights before the step",
+                                 lambda group: group.remember_before_step(stepped))
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self.step += 1
@@ -124,6 +173,9 @@ class Watcher:
             return self.step + 1 >= self.pacer.next_step
         return self._forwards >= self.pacer.next_step
 
+    def _activation_failed(self, module: str, error: Exception) -> None:
+        record_failure(self.failures, f"{module} (output)", error, self.step, "summarising the output")
+
     def _before_forward(self, module: nn.Module, args: Any) -> None:
         # Without an optimizer, the f-th training forward sees the weights after f - 1 updates
         # (step f - 1); the gradients of its backward pass belong to update f.
@@ -136,8 +188,58 @@ class Watcher:
         if self.stop_on_nonfinite and self.step >= 1:
             self._stop_if_nonfinite(self.step)
         if self._forwards >= self.pacer.next_step:
-            for group in self._groups:
-                group.arm_gradients()
+            self._for_each_group(self._forwards, "counting gradients", ParameterGroup.arm_gradients)
+
+    def _gradient_ready(self, group: ParameterGroup, param: torch.Tensor) -> None:
+        self._for_each_group(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
+
+    # ----- the live parameters, in groups ----------------------------------------------------
+    def _sync_groups(self, model: nn.Module, step: int) -> bool:
+        """Group the model's parameters as they are now, looked up by name: a parameter replaced
+        by a new object (``model.fc.weight = nn.Parameter(...)``), moved or resized is recorded
+        as it is now; one that went away is said once. False if nothing is left to record."""
+        live = [_parameter(model, name) for name in self._names]
+        layout = [None if p is None else (weakref.ref(p), p.numel(), p.device) for p in live]
+        if self._layout is not None and all(
+                (a is None) == (b is None) and (a is None or (a[0]() is b[0]() and a[1:] == b[1:]))
+                for a, b in zip(layout, self._layout)):
+            return bool(self._groups)
+        for name, now, before in zip(self._names, layout, self._layout or layout):
+            if before is not None and now is None:
+                record_failure(self.failures, name, LookupError(f"the model has no parameter {name!r} any more"),
+                               step, "finding the parameter")
+            elif before is not None and before[0]() is not now[0]():
+                log.warning("nbweights: %s was replaced by a new Parameter at step %d; recording the new one",
+                            name, step)
+        kept = [row for row, p in enumerate(live) if p is not None and self._names[row] not in self._excluded]
+        groups = ParameterGroup.split([(self._names[r], live[r]) for r in kept], self.history.bins,
+                                      self._sample_size, self._limits, rows=kept) if kept else []
+        if self._optimizer is None:  # gradient hooks on the parameters now in the model
+            for handle in self._grad_handles:
+                handle.remove()
+            self._grad_handles[:] = [h for group in groups for h in group.watch_gradients(weakly(self, "_gradient_ready"))]
+        self._groups, self._layout = groups, layout
+        return bool(groups)
+
+    def _for_each_group(self, step: int, doing: str, action: Callable[[ParameterGroup], Any],
+                        groups: list[ParameterGroup] | None = None) -> None:
+        """``action(group)`` for each group; a group that fails is searched for the parameters
+        that fail alone, which are named in :attr:`failures` and left out from then on."""
+        for group in list(self._groups if groups is None else groups):
+            try:
+                action(group)
+            except Exception as error:
+                culprits = []
+                for row, param in zip(group.rows, group.tensors() or []):
+                    try:
+                        ParameterGroup([row], [param], self.history.bins, self._sample_size,
+                                       self._limits).capture(with_grads=True)
+                    except Exception as alone:
+                        culprits.append((row, alone))
+                for row, reason in culprits or [(row, error) for row in group.rows]:
+                    self._excluded.add(self._names[row])
+                    record_failure(self.failures, self._names[row], reason, step, doing)
+                self._layout = None  # regroup without them at the next capture
 
     # ----- capture ------------------------------------------------------------------------
     def _capture(self, step: int) -> None:
@@ -148,16 +250,22 @@ class Watcher:
             with self.lock:
                 self._record(step)
             self._notify(step)
+        except Exception as error:  # never into the user's step: say it once, train on
+            record_failure(self.failures, "capture", error, step, "capturing")
         finally:
             self.pacer.done(step, started)
 
     def _record(self, step: int) -> None:
-        count, bins = len(self.history.names), self.history.bins
+        model = self.model
+        if model is None or not self._sync_groups(model, step):
+            return
+        count, bins = len(self._names), self.history.bins
         weights, grads = empty_summary(count, bins), empty_summary(count, bins)
         pictures = []
-        for group in self._groups:
+
+        def summarise(group: ParameterGroup) -> None:
             captured = group.capture(with_grads=step > 0)
-            if captured is None:  # the model was garbage collected
+            if captured is None:
                 return
             group_weights, group_grads, group_pictures = captured
             weights.fields[group.rows], weights.counts[group.rows] = group_weights.fields, group_weights.counts
@@ -165,49 +273,71 @@ class Watcher:
             if group_grads is not None:
                 grads.fields[group.rows], grads.counts[group.rows] = group_grads.fields, group_grads.counts
                 grads.ranges[group.rows] = group_grads.ranges
-            pictures += [(group.rows[i], kind, data) for i, kind, data in group_pictures]
+            pictures.extend((self._names[group.rows[i]], kind, data) for i, kind, data in group_pictures)
+
+        self._for_each_group(step, "summarising", summarise)
+        activations = self._collect_activations(step) if self._activations is not None and step > 0 else None
+        maps = self._probe_maps(model, step)
+        # Everything is computed before the first write, so a failure above records nothing
+        # half; the writes follow in the order readers expect (weights, then gradients).
         self.history.record("weight", step, weights)
         if step > 0:
             self.history.record("grad", step, grads)
-        names = self.history.names
-        for row, kind, data in pictures:
-            self.history.record_picture(names[row], step, kind, data)
-        if self._activations is not None and step > 0:
-            self._record_activations(step)
-        if self._probe is not None:
-            self._run_probe(step)
-
-    def _record_activations(self, step: int) -> None:
-        summary, extra = self._activations.collect()
-        self.history.record("activation", step, summary, extra=extra)
-
-    def _run_probe(self, step: int) -> None:
-        model = self.model
-        if model is None:
-            return
-        inputs, modules = self._probe
-        with self._activations.paused() if self._activations is not None else nullcontext():
-            maps = run_probe(model, inputs, modules)
+        for name, kind, data in pictures:
+            self.history.record_picture(name, step, kind, data)
+        if activations is not None:
+            self.history.record("activation", step, activations[0], extra=activations[1])
         for name, array in maps.items():
             self.history.record_feature_maps(name, step, array)
 
+    def _collect_activations(self, step: int) -> tuple[Any, Any] | None:
+        try:
+            return self._activations.collect()
+        except Exception as error:
+            record_failure(self.failures, "activations", error, step, "collecting the outputs")
+            return None
+
+    def _probe_maps(self, model: nn.Module, step: int) -> dict[str, Any]:
+        if self._probe is None:
+            return {}
+        try:
+            return self._run_probe(model, *self._probe)
+        except Exception as error:  # the model changed under the probe: stop probing
+            self._probe = None
+            record_failure(self.failures, "probe", error, step, "running the probe (now removed)")
+            return {}
+
+    def _run_probe(self, model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]]) -> dict:
+        with self._activations.paused() if self._activations is not None else nullcontext():
+            return run_probe(model, inputs, modules)
+
     def _stop_if_nonfinite(self, step: int) -> None:
         """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
+        try:
+            found = self._first_nonfinite()
+            if found is not None and step not in set(self.history.steps(self._names[0]).tolist()):
+                self._capture(step)  # keep the step where it went wrong in the history
+        except Exception as error:
+            record_failure(self.failures, "stop_on_nonfinite", error, step, "looking for NaN/Inf")
+            return
+        if found is not None:
+            raise NonFiniteError(f"NaN/Inf in the {found[1]} of {found[0]} at step {step} "
+                                 f"(stop_on_nonfinite=True); the history up to this step is kept")
+
+    def _first_nonfinite(self) -> tuple[str, str] | None:
+        """``(name, "weight" or "gradient")`` of the first NaN/Inf, or None."""
         for group in self._groups:
             params = group.tensors()
             if params is None:
                 continue
-            sums = [p.detach().sum() for p in params] + [p.grad.sum() for p in params if p.grad is not None]
-            if bool(torch.isfinite(torch.stack(sums)).all()):
+            tensors = [(row, what, readable(t)) for row, p in zip(group.rows, params)
+                       for what, t in (("weight", p.detach()), ("gradient", p.grad)) if t is not None]
+            if bool(torch.isfinite(torch.stack([t.sum() for _, _, t in tensors])).all()):
                 continue
-            if step not in set(self.history.steps(self.history.names[0]).tolist()):
-                self._capture(step)  # keep the step where it went wrong in the history
-            for row, p in zip(group.rows, params):
-                for what, tensor in (("weight", p), ("gradient", p.grad)):
-                    if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                        raise NonFiniteError(
-                            f"NaN/Inf in the {what} of {self.history.names[row]} at step {step} "
-                            f"(stop_on_nonfinite=True); the history up to this step is kept")
+            for row, what, tensor in tensors:
+                if not bool(torch.isfinite(tensor).all()):
+                    return self._names[row], what
+        return None
 
     def _notify(self, step: int) -> None:
         for listener in list(self._listeners):
@@ -243,7 +373,10 @@ class Watcher:
 
     def probe(self, inputs: torch.Tensor, modules: Selector = None) -> None:
         """Fix a small input batch whose feature maps (of conv layers by default, or the modules
-        named) are recorded at each capture, without changing the model's state."""
+        named) are recorded at each capture, without changing the model's state.
+
+        The batch is run once here: if the model cannot take it, ValueError, and no probe is set.
+        """
         model = self.model
         if model is None:
             raise RuntimeError("probe(): the watched model no longer exists")
@@ -251,8 +384,17 @@ class Watcher:
             raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
         chosen = select_modules(model, True if modules is None else modules,
                                 (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
-        self._probe = (inputs.detach().clone(), chosen)
-        self._run_probe(self.step)
+        inputs = inputs.detach().clone()
+        try:
+            maps = self._run_probe(model, inputs, chosen)
+        except Exception as error:
+            raise ValueError(f"probe(): the model cannot run on this batch of shape {tuple(inputs.shape)} "
+                             f"({type(error).__name__}: {error}); no probe was set") from error
+        self._probe = (inputs, chosen)
+        with self.lock:
+            for name, array in maps.items():
+                self.history.record_feature_maps(name, self.step, array)
+        self._notify(self.step)
 
     def health(self) -> list[Signal]:
         """Health signals that fired, oldest first: kind, name, step, value and a message."""
@@ -272,13 +414,24 @@ class Watcher:
     def closed(self) -> bool:
         return not self._handles and (self._activations is None or not self._activations.handles)
 
-    def close(self) -> None:
-        """Remove every hook this watcher added. The history stays readable. Safe to repeat."""
-        for handle in self._handles:
+    def close(self, release: bool = False) -> None:
+        """Remove every hook this watcher added and stop its dashboard's redraws. The history
+        stays readable and the dashboard stays shown; ``release=True`` closes the dashboard's
+        widgets too (its output goes blank), as re-running ``watch()`` does. Safe to repeat."""
+        for handle in self._handles + self._grad_handles:
             handle.remove()
         self._handles.clear()
+        self._grad_handles.clear()
         if self._activations is not None:
             self._activations.remove()
+        remove_orphans()
+        dashboard = self._dashboard
+        if dashboard is not None:
+            if release:
+                self._dashboard = None
+                dashboard.close()
+            elif hasattr(dashboard, "detach"):
+                dashboard.detach()
 
     def __enter__(self) -> "Watcher":
         return self

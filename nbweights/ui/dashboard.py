@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import ipywidgets as widgets
 
+from .closing import close_widgets
 from .redrawer import RedrawThread
 from .subshell import route_to_subshell
 from ..views import View, ViewOptions
@@ -286,11 +287,12 @@ class Dashboard(widgets.VBox):
             if not self._closed:
                 self._redraw(full, float("inf") if settle else self.redraw_budget, settle)
 
-    def close(self) -> None:
-        """Stop redrawing and close the widgets (the watcher keeps recording)."""
-        self._closed = True
+    def detach(self) -> None:
+        """The watcher stopped: stop the redraw thread and the after-cell callback, and stop
+        listening. The widgets stay shown and the controls still redraw. Safe to repeat."""
         if getattr(self, "_thread", None) is not None:
             self._thread.stop()
+            self._thread = None  # redraws asked by the controls now run where they are asked
         if getattr(self, "watcher", None) is not None:
             self.watcher.remove_listener(self._on_record)
         if getattr(self, "_ipython", None) is not None:
@@ -298,8 +300,13 @@ class Dashboard(widgets.VBox):
                 self._ipython.events.unregister("post_run_cell", self._after_cell)
             except ValueError:
                 pass
+
+    def close(self) -> None:
+        """Stop redrawing and close every widget of the dashboard (the watcher keeps recording)."""
+        self._closed = True
+        self.detach()
         with getattr(self, "lock", nullcontext()):
-            super().close()
+            close_widgets([self, *getattr(self, "links", [])])
 
     # ----- drawing ------------------------------------------------------------------------
     def _build_panels(self) -> None:
