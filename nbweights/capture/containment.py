@@ -35,6 +35,9 @@ def weakly(owner: Any, method: str, *first: Any) -> Callable[..., Any]:
 
 def orphan(*handle_lists: list[Any]) -> None:
     """Called when a watcher is collected: its handles are removed by :func:`remove_orphans`."""
+    if any(handle_lists):  # it was still watching: say why recording stopped
+        log.warning("nbweights: a Watcher nobody held was collected without close(); it records no more "
+                    "(keep what watch() returns: w = nbw.watch(...))")
     _orphaned.extend(handle_lists)
 
 

@@ -123,8 +123,9 @@ class Watcher:
         self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
         if replace_earlier:
             self._replace_earlier(model, optimizer)
-        weakref.finalize(self, orphan, self._handles, self._grad_handles,
-                         self._activations.handles if self._activations is not None else [])
+        collected = weakref.finalize(self, orphan, self._handles, self._grad_handles,
+                                     self._activations.handles if self._activations is not None else [])
+        collected.atexit = False  # at interpreter exit nothing needs removing, or saying
         self._attach(model, optimizer)
         self._capture(0)
 
@@ -276,6 +277,8 @@ class Watcher:
             pictures.extend((self._names[group.rows[i]], kind, data) for i, kind, data in group_pictures)
 
         self._for_each_group(step, "summarising", summarise)
+        if self._layout is None and self._sync_groups(model, step):  # without what failed: the rest, now
+            self._for_each_group(step, "summarising", summarise)
         activations = self._collect_activations(step) if self._activations is not None and step > 0 else None
         maps = self._probe_maps(model, step)
         # Everything is computed before the first write, so a failure above records nothing
