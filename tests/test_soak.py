@@ -21,9 +21,9 @@ import nbweights as nbw
 
 PACKAGE = Path(nbw.__file__).resolve().parent
 TRACED_FILES = {str(p) for p in (PACKAGE / "capture").glob("*.py")} | {str(PACKAGE / "summaries.py")}
-INTERRUPTS = 2000
-#: Line events between interrupts at most (a captured step runs a few hundred in these files).
-SPAN = 400
+#: Line events between interrupts at most: a captured step runs about 1,200 in these files, so
+#: an interrupt lands anywhere in a step and about one step in three completes.
+SPAN = 1200
 
 
 class Interrupter:
@@ -51,9 +51,9 @@ class Interrupter:
 
 def model_and_batches():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3), nn.Tanh())
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2 * 4 * 4, 3), nn.Tanh())
     generator = torch.Generator().manual_seed(0)
-    return model, [torch.randn(4, 1, 8, 8, generator=generator) for _ in range(8)]
+    return model, [torch.randn(4, 1, 6, 6, generator=generator) for _ in range(8)]
 
 
 def assert_consistent(history):
@@ -68,8 +68,7 @@ def assert_consistent(history):
             assert np.array_equal(kept, steps) and counts.shape == (len(steps), history.bins)
             if len(steps):
                 history.histogram(name, of=group)
-    weight_steps = set(history.steps(history.names[0]).tolist())
-    assert set(history.steps(history.names[0], of="grad").tolist()) <= weight_steps
+    assert np.all(history.steps(history.names[0], of="grad") >= 1)  # no gradient before the first update
     for name in history.names:
         steps = history.picture_steps(name)
         assert np.all(np.diff(steps) >= 0)
@@ -89,18 +88,28 @@ def hooks_left(model, optimizer):
     return left + sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters())
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny ops on many threads of a shared machine cost more than the ops: one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("with_optimizer", [True, False])
-def test_interrupts_anywhere_in_capture_leave_a_sound_history(with_optimizer, tmp_path):
+@pytest.mark.parametrize("with_optimizer, interrupts", [(True, 2000), (False, 600)])
+def test_interrupts_anywhere_in_capture_leave_a_sound_history(with_optimizer, interrupts, tmp_path, one_thread):
     widgets_before = len(ipywidgets.Widget.widgets)
     model, batches = model_and_batches()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     w = nbw.watch(model, optimizer if with_optimizer else None, every=1, activations=True, max_bytes=48 * 1024)
     w.probe(batches[0][:1])
-    dashboard = w.dashboard
+    dashboard = w.dashboard  # redraws on the training thread, here at most once in two seconds
+    dashboard.max_fps = 0.5
     interrupter = Interrupter(seed=1 if with_optimizer else 2)
     steps = 0
-    while interrupter.raised < INTERRUPTS:
+    while interrupter.raised < interrupts:
         x = batches[steps % len(batches)]
         sys.settrace(interrupter)
         try:
@@ -121,7 +130,7 @@ def test_interrupts_anywhere_in_capture_leave_a_sound_history(with_optimizer, tm
           f"{len(w.history.steps('0.weight'))} weight snapshots kept")
 
     assert w.failures == {}  # an interrupt is the user's, never taken for a capture failure
-    assert w.history.latest_step >= steps // 4  # capture went on between the interrupts
+    assert len(w.history.steps("0.weight")) > 2 and w.step > interrupts // 10  # training and capture went on
     assert_consistent(w.history)
     w.health()
     dashboard.redraw(full=True)

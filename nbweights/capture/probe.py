@@ -28,38 +28,50 @@ def _feature_maps(output: Any, channels: int) -> torch.Tensor | None:
     return maps
 
 
-def run_probe(model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]],
-              channels: int = MAX_CHANNELS) -> dict[str, np.ndarray]:
-    """Feature maps ``{module name: [channels, h, w]}`` of the first example of ``inputs``."""
-    captured: dict[str, torch.Tensor] = {}
+class Probe:
+    """A fixed input batch and the modules whose feature maps it shows.
 
-    def keep(name: str):
+    Its forward hooks are registered once, here, and do nothing outside :meth:`run`: a capture
+    adds and removes no hook, so an interrupt in the middle of one leaves none behind.
+    """
+
+    def __init__(self, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]], channels: int = MAX_CHANNELS):
+        self.inputs = inputs
+        self.channels = channels
+        self.handles: list[Any] = []
+        self._captured: dict[str, torch.Tensor] | None = None
+        for name, module in modules:
+            self.handles.append(module.register_forward_hook(self._keep(name)))
+
+    def _keep(self, name: str):
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            maps = _feature_maps(output, channels)
-            if maps is not None:
-                captured[name] = maps
+            if self._captured is not None:
+                maps = _feature_maps(output, self.channels)
+                if maps is not None:
+                    self._captured[name] = maps
         return hook
 
-    handles = [module.register_forward_hook(keep(name)) for name, module in modules]
-    training = {module: module.training for module in model.modules()}
-    devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
-    try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
-            model.eval()
-            model(inputs)
-    finally:
-        for module, flag in training.items():
-            module.training = flag
-        for handle in handles:
-            handle.remove()
-    if not captured:
-        return {}
-    names = list(captured)
-    flat = torch.cat([captured[n].reshape(-1) for n in names]).cpu().numpy()  # one transfer
-    result, offset = {}, 0
-    for name in names:
-        shape = tuple(captured[name].shape)
-        size = int(np.prod(shape))
-        result[name] = flat[offset:offset + size].reshape(shape)
-        offset += size
-    return result
+    def run(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Feature maps ``{module name: [channels, h, w]}`` of the first example of the batch."""
+        captured = self._captured = {}
+        training = {module: module.training for module in model.modules()}
+        devices = [self.inputs.device.index or 0] if self.inputs.device.type == "cuda" else []
+        try:
+            with torch.no_grad(), torch.random.fork_rng(devices=devices):
+                model.eval()
+                model(self.inputs)
+        finally:
+            self._captured = None
+            for module, flag in training.items():
+                module.training = flag
+        if not captured:
+            return {}
+        names = list(captured)
+        flat = torch.cat([captured[n].reshape(-1) for n in names]).cpu().numpy()  # one transfer
+        result, offset = {}, 0
+        for name in names:
+            shape = tuple(captured[name].shape)
+            size = int(np.prod(shape))
+            result[name] = flat[offset:offset + size].reshape(shape)
+            offset += size
+        return result

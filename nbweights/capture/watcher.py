@@ -24,7 +24,7 @@ from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
 from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
-from .probe import run_probe
+from .probe import Probe
 from .selection import Selector, select_modules, select_parameters
 from ..summaries import readable
 
@@ -120,10 +120,11 @@ class Watcher:
             self._activations = ActivationHooks(modules, bins, sample_size or 4096, weakly(self, "_activations_due"),
                                                 weakly(self, "_activation_failed"))
             self.history.declare("activation", self._activations.names, [() for _ in modules])
-        self._probe: tuple[torch.Tensor, list[tuple[str, nn.Module]]] | None = None
+        self._probe: Probe | None = None
+        self._probe_handles: list[Any] = []  # the probe's, kept here for close() and the collector
         if replace_earlier:
             self._replace_earlier(model, optimizer)
-        collected = weakref.finalize(self, orphan, self._handles, self._grad_handles,
+        collected = weakref.finalize(self, orphan, self._handles, self._grad_handles, self._probe_handles,
                                      self._activations.handles if self._activations is not None else [])
         collected.atexit = False  # at interpreter exit nothing needs removing, or saying
         self._attach(model, optimizer)
@@ -304,15 +305,21 @@ class Watcher:
         if self._probe is None:
             return {}
         try:
-            return self._run_probe(model, *self._probe)
+            return self._run_probe(model, self._probe)
         except Exception as error:  # the model changed under the probe: stop probing
-            self._probe = None
+            self._remove_probe()
             record_failure(self.failures, "probe", error, step, "running the probe (now removed)")
             return {}
 
-    def _run_probe(self, model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]]) -> dict:
+    def _run_probe(self, model: nn.Module, probe: Probe) -> dict:
         with self._activations.paused() if self._activations is not None else nullcontext():
-            return run_probe(model, inputs, modules)
+            return probe.run(model)
+
+    def _remove_probe(self) -> None:
+        self._probe = None
+        for handle in self._probe_handles:
+            handle.remove()
+        self._probe_handles.clear()
 
     def _stop_if_nonfinite(self, step: int) -> None:
         """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
@@ -387,13 +394,17 @@ class Watcher:
             raise TypeError(f"probe() expected a tensor batch, got {type(inputs).__name__}")
         chosen = select_modules(model, True if modules is None else modules,
                                 (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
-        inputs = inputs.detach().clone()
+        probe = Probe(inputs.detach().clone(), chosen)
         try:
-            maps = self._run_probe(model, inputs, chosen)
+            maps = self._run_probe(model, probe)
         except Exception as error:
+            for handle in probe.handles:
+                handle.remove()
             raise ValueError(f"probe(): the model cannot run on this batch of shape {tuple(inputs.shape)} "
                              f"({type(error).__name__}: {error}); no probe was set") from error
-        self._probe = (inputs, chosen)
+        self._remove_probe()  # the earlier one, if any
+        self._probe = probe
+        self._probe_handles.extend(probe.handles)
         with self.lock:
             for name, array in maps.items():
                 self.history.record_feature_maps(name, self.step, array)
@@ -425,6 +436,7 @@ class Watcher:
             handle.remove()
         self._handles.clear()
         self._grad_handles.clear()
+        self._remove_probe()
         if self._activations is not None:
             self._activations.remove()
         remove_orphans()
