@@ -19,6 +19,7 @@ from torch import nn
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
 from .containment import orphan, record_failure, remove_orphans, weakly
 from .groups import ParameterGroup, empty_summary
+from .live import LiveParameters
 from .options import check_flag, check_int, check_thresholds
 from ..history import DEFAULT_MAX_BYTES, History
 from .pacing import DEFAULT_BUDGET, Every, Pacer
@@ -26,7 +27,6 @@ from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
 from .probe import Probe
 from .selection import Selector, select_modules, select_parameters
-from ..summaries import readable
 
 log = logging.getLogger("nbweights")
 
@@ -54,14 +54,6 @@ def _check_optimizer(optimizer: Any) -> torch.optim.Optimizer | None:
 #: The live watcher of each model and optimizer: re-running ``w = nbw.watch(model, opt)``
 #: closes the one the earlier run left (weak both ways: it keeps neither alive).
 _watcher_of: "weakref.WeakKeyDictionary[Any, weakref.ref[Watcher]]" = weakref.WeakKeyDictionary()
-
-
-def _parameter(model: nn.Module, name: str) -> nn.Parameter | None:
-    """The model's parameter of that qualified name now, or None if it has none."""
-    try:
-        return model.get_parameter(name)
-    except AttributeError:
-        return None
 
 
 class Watcher:
@@ -95,7 +87,6 @@ class Watcher:
         self._model = weakref.ref(model)
         self._optimizer = weakref.ref(optimizer) if optimizer is not None else None
         self._handles: list[Any] = []
-        self._grad_handles: list[Any] = []
         self._listeners: list[Callable[[int], None]] = []
         self._failed_listeners: set[int] = set()
         self._dashboard = None
@@ -109,11 +100,8 @@ class Watcher:
         self._names = [n for n, _ in named]
         self.history.declare("weight", self._names, [tuple(p.shape) for _, p in named])
         self.history.declare("grad", self._names, [tuple(p.shape) for _, p in named])
-        self._sample_size, self._limits = sample_size, pictures or PictureLimits()
-        self._groups: list[ParameterGroup] = []
-        #: (parameter, numel, device) of each watched name when the groups were built.
-        self._layout: list[tuple[weakref.ref, int, torch.device] | None] | None = None
-        self._excluded: set[str] = set()  # names whose capture failed: left out from then on
+        self._live = LiveParameters(self._names, bins, sample_size, pictures or PictureLimits(), self.failures,
+                                    None if optimizer is not None else weakly(self, "_gradient_ready"))
         self._activations: ActivationHooks | None = None
         if activations is not False and activations is not None:
             modules = select_modules(model, activations, DEFAULT_ACTIVATION_TYPES)
@@ -124,7 +112,7 @@ class Watcher:
         self._probe_handles: list[Any] = []  # the probe's, kept here for close() and the collector
         if replace_earlier:
             self._replace_earlier(model, optimizer)
-        collected = weakref.finalize(self, orphan, self._handles, self._grad_handles, self._probe_handles,
+        collected = weakref.finalize(self, orphan, self._handles, self._live.grad_handles, self._probe_handles,
                                      self._activations.handles if self._activations is not None else [])
         collected.atexit = False  # at interpreter exit nothing needs removing, or saying
         self._attach(model, optimizer)
@@ -153,13 +141,13 @@ class Watcher:
         if self.step + 1 >= self.pacer.next_step:
             try:
                 model = self.model
-                if model is None or not self._sync_groups(model, self.step + 1):
+                if model is None or not self._live.sync(model, self.step + 1):
                     return
                 stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
             except Exception as error:
                 record_failure(self.failures, "capture", error, self.step + 1, "reading the model")
                 return
-            self._for_each_group(self.step + 1, "reading the weights before the step",
+            self._live.for_each(self.step + 1, "reading the weights before the step",
                                  lambda group: group.remember_before_step(stepped))
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -190,58 +178,10 @@ class Watcher:
         if self.stop_on_nonfinite and self.step >= 1:
             self._stop_if_nonfinite(self.step)
         if self._forwards >= self.pacer.next_step:
-            self._for_each_group(self._forwards, "counting gradients", ParameterGroup.arm_gradients)
+            self._live.for_each(self._forwards, "counting gradients", ParameterGroup.arm_gradients)
 
     def _gradient_ready(self, group: ParameterGroup, param: torch.Tensor) -> None:
-        self._for_each_group(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
-
-    # ----- the live parameters, in groups ----------------------------------------------------
-    def _sync_groups(self, model: nn.Module, step: int) -> bool:
-        """Group the model's parameters as they are now, looked up by name: a parameter replaced
-        by a new object (``model.fc.weight = nn.Parameter(...)``), moved or resized is recorded
-        as it is now; one that went away is said once. False if nothing is left to record."""
-        live = [_parameter(model, name) for name in self._names]
-        layout = [None if p is None else (weakref.ref(p), p.numel(), p.device) for p in live]
-        if self._layout is not None and all(
-                (a is None) == (b is None) and (a is None or (a[0]() is b[0]() and a[1:] == b[1:]))
-                for a, b in zip(layout, self._layout)):
-            return bool(self._groups)
-        for name, now, before in zip(self._names, layout, self._layout or layout):
-            if before is not None and now is None:
-                record_failure(self.failures, name, LookupError(f"the model has no parameter {name!r} any more"),
-                               step, "finding the parameter")
-            elif before is not None and before[0]() is not now[0]():
-                log.warning("nbweights: %s was replaced by a new Parameter at step %d; recording the new one",
-                            name, step)
-        kept = [row for row, p in enumerate(live) if p is not None and self._names[row] not in self._excluded]
-        groups = ParameterGroup.split([(self._names[r], live[r]) for r in kept], self.history.bins,
-                                      self._sample_size, self._limits, rows=kept) if kept else []
-        if self._optimizer is None:  # gradient hooks on the parameters now in the model
-            for handle in self._grad_handles:
-                handle.remove()
-            self._grad_handles[:] = [h for group in groups for h in group.watch_gradients(weakly(self, "_gradient_ready"))]
-        self._groups, self._layout = groups, layout
-        return bool(groups)
-
-    def _for_each_group(self, step: int, doing: str, action: Callable[[ParameterGroup], Any],
-                        groups: list[ParameterGroup] | None = None) -> None:
-        """``action(group)`` for each group; a group that fails is searched for the parameters
-        that fail alone, which are named in :attr:`failures` and left out from then on."""
-        for group in list(self._groups if groups is None else groups):
-            try:
-                action(group)
-            except Exception as error:
-                culprits = []
-                for row, param in zip(group.rows, group.tensors() or []):
-                    try:
-                        ParameterGroup([row], [param], self.history.bins, self._sample_size,
-                                       self._limits).capture(with_grads=True)
-                    except Exception as alone:
-                        culprits.append((row, alone))
-                for row, reason in culprits or [(row, error) for row in group.rows]:
-                    self._excluded.add(self._names[row])
-                    record_failure(self.failures, self._names[row], reason, step, doing)
-                self._layout = None  # regroup without them at the next capture
+        self._live.for_each(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
 
     # ----- capture ------------------------------------------------------------------------
     def _capture(self, step: int) -> None:
@@ -259,7 +199,7 @@ class Watcher:
 
     def _record(self, step: int) -> None:
         model = self.model
-        if model is None or not self._sync_groups(model, step):
+        if model is None or not self._live.sync(model, step):
             return
         count, bins = len(self._names), self.history.bins
         weights, grads = empty_summary(count, bins), empty_summary(count, bins)
@@ -277,9 +217,9 @@ class Watcher:
                 grads.ranges[group.rows] = group_grads.ranges
             pictures.extend((self._names[group.rows[i]], kind, data) for i, kind, data in group_pictures)
 
-        self._for_each_group(step, "summarising", summarise)
-        if self._layout is None and self._sync_groups(model, step):  # without what failed: the rest, now
-            self._for_each_group(step, "summarising", summarise)
+        self._live.for_each(step, "summarising", summarise)
+        if self._live.regrouping and self._live.sync(model, step):  # without what failed: the rest, now
+            self._live.for_each(step, "summarising", summarise)
         activations = self._collect_activations(step) if self._activations is not None and step > 0 else None
         maps = self._probe_maps(model, step)
         # Everything is computed before the first write, so a failure above records nothing
@@ -324,7 +264,7 @@ class Watcher:
     def _stop_if_nonfinite(self, step: int) -> None:
         """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
         try:
-            found = self._first_nonfinite()
+            found = self._live.first_nonfinite()
             if found is not None and step not in set(self.history.steps(self._names[0]).tolist()):
                 self._capture(step)  # keep the step where it went wrong in the history
         except Exception as error:
@@ -333,21 +273,6 @@ class Watcher:
         if found is not None:
             raise NonFiniteError(f"NaN/Inf in the {found[1]} of {found[0]} at step {step} "
                                  f"(stop_on_nonfinite=True); the history up to this step is kept")
-
-    def _first_nonfinite(self) -> tuple[str, str] | None:
-        """``(name, "weight" or "gradient")`` of the first NaN/Inf, or None."""
-        for group in self._groups:
-            params = group.tensors()
-            if params is None:
-                continue
-            tensors = [(row, what, readable(t)) for row, p in zip(group.rows, params)
-                       for what, t in (("weight", p.detach()), ("gradient", p.grad)) if t is not None]
-            if bool(torch.isfinite(torch.stack([t.sum() for _, _, t in tensors])).all()):
-                continue
-            for row, what, tensor in tensors:
-                if not bool(torch.isfinite(tensor).all()):
-                    return self._names[row], what
-        return None
 
     def _notify(self, step: int) -> None:
         for listener in list(self._listeners):
@@ -432,10 +357,10 @@ class Watcher:
         """Remove every hook this watcher added and stop its dashboard's redraws. The history
         stays readable and the dashboard stays shown; ``release=True`` closes the dashboard's
         widgets too (its output goes blank), as re-running ``watch()`` does. Safe to repeat."""
-        for handle in self._handles + self._grad_handles:
+        for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self._grad_handles.clear()
+        self._live.remove_hooks()
         self._remove_probe()
         if self._activations is not None:
             self._activations.remove()
