@@ -39,8 +39,9 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,
     ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``, ``replace_earlier=`` (default True:
-    close the earlier watcher of this model or optimizer, as re-running a cell wants). Display options: ``image_shape=``
-    and ``class_names=`` (the class-images view of a linear layer over pixels).
+    close the earlier watcher of this model or optimizer, as re-running a cell wants). Display
+    options: ``image_shape=`` and ``class_names=`` (the class-images view of a linear layer over
+    pixels). Keep the returned watcher (``w = nbw.watch(...)``): one nobody holds stops recording.
     """
     watcher = Watcher(model, optimizer, **options)
     shown = {k: v for k, v in (("image_shape", image_shape), ("class_names", class_names)) if v is not None}

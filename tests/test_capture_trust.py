@@ -300,7 +300,7 @@ class FakeShell:
         self.kernel = object()
 
 
-def test_close_stops_the_dashboard_and_release_closes_every_widget(mlp, monkeypatch):
+def test_close_release_stops_the_dashboard_and_closes_every_widget(mlp, monkeypatch):
     from nbweights.ui import dashboard as dashboard_module
     shell = FakeShell()
     monkeypatch.setattr(dashboard_module, "_ipython", lambda: shell)
@@ -312,11 +312,11 @@ def test_close_stops_the_dashboard_and_release_closes_every_widget(mlp, monkeypa
     thread = dashboard._thread.thread
     train(mlp, opt, 2)
     assert len(ipywidgets.Widget.widgets) > before + 100
-    w.close()  # stops the redraws; what was drawn stays shown
-    thread.join(5)
-    assert not thread.is_alive() and shell.events.callbacks["post_run_cell"] == []
+    w.close()  # the hooks go; what was drawn stays shown
     assert dashboard.comm is not None and len(ipywidgets.Widget.widgets) > before + 100
     w.close(release=True)
+    thread.join(5)
+    assert not thread.is_alive() and shell.events.callbacks["post_run_cell"] == []
     assert len(ipywidgets.Widget.widgets) == before
     assert not any(t.name == "nbweights-redraw" and t.is_alive() for t in threading.enumerate())
 

@@ -354,9 +354,10 @@ class Watcher:
         return not self._handles and (self._activations is None or not self._activations.handles)
 
     def close(self, release: bool = False) -> None:
-        """Remove every hook this watcher added and stop its dashboard's redraws. The history
-        stays readable and the dashboard stays shown; ``release=True`` closes the dashboard's
-        widgets too (its output goes blank), as re-running ``watch()`` does. Safe to repeat."""
+        """Remove every hook this watcher added. The history stays readable and the dashboard
+        stays shown; ``release=True`` closes the dashboard too (its redraw thread, after-cell
+        callback and every widget: its output goes blank), as re-running ``watch()`` does to the
+        earlier watcher. Safe to repeat."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -365,13 +366,9 @@ class Watcher:
         if self._activations is not None:
             self._activations.remove()
         remove_orphans()
-        dashboard = self._dashboard
-        if dashboard is not None:
-            if release:
-                self._dashboard = None
-                dashboard.close()
-            elif hasattr(dashboard, "detach"):
-                dashboard.detach()
+        if release and self._dashboard is not None:
+            dashboard, self._dashboard = self._dashboard, None
+            dashboard.close()
 
     def __enter__(self) -> "Watcher":
         return self
