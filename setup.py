@@ -28,7 +28,6 @@ setup(
         "voila": ["voila>=0.5"],
         # Peers that benchmarks/run.py measures side by side (skipped when absent).
         "bench": ["tensorboard", "wandb"],
-        "attributions": ["captum"],
         "projection": ["scikit-learn"],
         "test": [
             "pytest>=7",
@@ -44,6 +43,8 @@ setup(
             "accelerate>=0.26",
             "tensorboard>=2.12",
             "voila>=0.5",
+            "captum>=0.7",
+            "scikit-learn",
         ],
     },
     classifiers=[
