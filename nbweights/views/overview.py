@@ -98,7 +98,9 @@ class OverviewView(View):
         self.colorbar = widgets.HTML("")
         self.rows_note = widgets.HTML("")
         self.rows_note.add_class("nbw-note")
-        cx, cy = bqplot.LinearScale(), bqplot.LogScale()
+        # A log scale with no data has no domain: bqplot then places its axis at NaN and fails to
+        # lay the figure out ("translate(291,NaN)"). Fixed bounds around the customary 1e-3.
+        cx, cy = bqplot.LinearScale(min=0.0, max=1.0), bqplot.LogScale(min=1e-7, max=10.0)
         self.band = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[GREY], fill="between", fill_colors=[GREY],
                                  fill_opacities=[0.3], stroke_width=0.5)
         self.median = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[BLUE], stroke_width=1.5)
@@ -178,6 +180,15 @@ class OverviewView(View):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             low, mid, high = (np.nanpercentile(positive[measured], q, axis=1) for q in (10, 50, 90))
+        cx, cy = self.median.scales["x"], self.median.scales["y"]
+        first, last = float(x[0]), float(x[-1]) if x[-1] > x[0] else float(x[0]) + 1
+        values = np.concatenate([low, high, [REFERENCE_RATIO]])
+        values = values[np.isfinite(values) & (values > 0)]
+        bottom, top = float(values.min()) / 2, float(values.max()) * 2
+        with cx.hold_sync():
+            cx.min, cx.max = first, last
+        with cy.hold_sync():
+            cy.min, cy.max = bottom, top
         with self.band.hold_sync():
             self.band.x, self.band.y = x, float32(np.stack([low, high]))
         self.median.x, self.median.y = x, float32(mid)
@@ -188,5 +199,5 @@ class OverviewView(View):
             if own is not None and np.isfinite(own).all() and (own > 0).all():
                 self.shown.x, self.shown.y = x, float32(own)
             else:
-                self.shown.x, self.shown.y = float32([]), float32([])
+                self.shown.x, self.shown.y = x[:1], float32([REFERENCE_RATIO])
         set_ticks(self.curves.axes[0], step_ticks(x))
