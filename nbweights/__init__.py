@@ -44,9 +44,11 @@ def watch(model: Any, optimizer: Any = None, *, image_shape: Sequence[int] | Non
     parameter), ``every=`` (an int, or "auto" to keep capture cost near ``budget=`` of training
     time), ``bins=``, ``sample_size=``, ``max_bytes=`` (history memory bound), ``pictures=``,
     ``activations=``, ``stop_on_nonfinite=``, ``thresholds=``, ``run_dir=`` (append every
-    snapshot to a folder that :func:`follow` reads; under torchrun, rank 0 writes it). Display
-    options: ``image_shape=`` and ``class_names=`` (the class-images view of a linear layer over
-    pixels).
+    snapshot to a folder that :func:`follow` reads; under torchrun, rank 0 writes it),
+    ``replace_earlier=`` (default True: close the earlier watcher of this model or optimizer, as
+    re-running a cell wants). Display options: ``image_shape=`` and ``class_names=`` (the
+    class-images view of a linear layer over pixels). Keep the returned watcher
+    (``w = nbw.watch(...)``): one nobody holds stops recording.
     """
     watcher = Watcher(model, optimizer, **options)
     shown = {k: v for k, v in (("image_shape", image_shape), ("class_names", class_names)) if v is not None}
@@ -69,6 +71,6 @@ def follow(run_dir: Any, *, interval: float = 0.5, thresholds: Thresholds | None
 
 def show(model: Any, **options: Any) -> Any:
     """The dashboard of a model's current weights, with no training: ``nbw.show(model)``."""
-    watcher = watch(check_model(model, "show"), **options)
+    watcher = watch(check_model(model, "show"), replace_earlier=False, **options)
     watcher.close()
     return watcher.dashboard

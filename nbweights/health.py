@@ -95,6 +95,8 @@ def find_signals(history: History, thresholds: Thresholds = Thresholds()) -> lis
         typical_grad = np.nanmedian(np.vstack(list(grad_norms.values())), axis=0) \
             if grad_norms and len(next(iter(grad_norms.values()))) else None
         for name in history.names:
+            if 0 in history.shape(name):  # no elements: no norm, ratio or fraction says anything
+                continue
             steps, stats = history.steps(name), history.stats(name)
             fire("nonfinite", name, steps, stats["nonfinite"], stats["nonfinite"] > 0, 1,
                  "{name}: {value:.0f} NaN/Inf weights from step {step}")

@@ -9,6 +9,10 @@ update size) is computed on a fixed random sample of at most ``sample_size`` ele
 and the results of all tensors cross to the host in one transfer. Weights and gradients can be
 summarised by one call (:meth:`SummaryPlan.joined`).
 
+Any floating dtype is summarised (float16, bfloat16, float64: reduced in float32, float64 sums
+in float64); a complex tensor by its magnitude ``|z|``; a sparse tensor (a sparse gradient) by
+its stored values, its implicit zeros added by :func:`add_implicit_zeros`.
+
 Summaries are mergeable: counts, sums, sums of squares, min and max of shards add up to the
 summary of the whole tensor (see :func:`merge`), provided the shards share histogram ranges.
 """
@@ -23,8 +27,8 @@ import torch
 
 from .summary_plan import SummaryPlan, sample_indices
 
-__all__ = ["FIELDS", "Summary", "SummaryPlan", "derived_stats", "finish", "histogram_edges", "merge",
-           "sample_indices", "summarize", "take_sample", "unpack"]
+__all__ = ["FIELDS", "Summary", "SummaryPlan", "add_implicit_zeros", "derived_stats", "finish", "histogram_edges", "merge",
+           "readable", "sample_indices", "summarize", "take_sample", "unpack"]
 
 #: Columns of :attr:`Summary.fields`, one row per tensor.
 FIELDS = (
@@ -95,24 +99,38 @@ def histogram_edges(value_range: float, bins: int) -> np.ndarray:
     return np.linspace(-value_range, value_range, bins + 1)
 
 
+def readable(tensor: torch.Tensor) -> torch.Tensor:
+    """What is summarised of a tensor: its stored values if sparse, its magnitude ``|z|`` if
+    complex, the tensor itself otherwise (any real dtype: reductions upcast to float32)."""
+    if tensor.is_sparse:
+        tensor = tensor.coalesce().values()
+    if tensor.is_complex():
+        tensor = tensor.abs()
+    return tensor
+
+
 def _flat(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.detach().reshape(-1)
 
 
+# Autograd is off by decorator, not by a ``with`` block here: an interrupt landing on a ``with``
+# line as the block ends skips its exit, which would leave autograd off for the user's training.
+@torch.no_grad()
 def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The sampled elements of every tensor, concatenated in :attr:`SummaryPlan.order`, as
-    float32 on the tensors' device."""
+    float32 on the tensors' device (a complex group's as ``|z|``)."""
     if not plan._pieces:
         return torch.zeros(0, device=plan.device)
-    with torch.no_grad():
-        # One C++ call lays consecutive whole tensors end to end: no Python op per tensor;
-        # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
-        parts = [torch._C._nn.flatten_dense_tensors([tensors[i] for i in piece]) if isinstance(piece, list)
-                 else _flat(tensors[piece]).index_select(0, plan.indices[piece]) for piece in plan._pieces]
-        # A copy, always (one whole tensor flattens to a view): a before-sample must not follow
-        # the weights through the optimizer step.
-        sample = torch.cat(parts) if len(parts) > 1 or plan._pieces == [plan.whole[:1]] else parts[0]
-        return sample if sample.dtype == torch.float32 else sample.float()
+    # One C++ call lays consecutive whole tensors end to end: no Python op per tensor;
+    # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
+    parts = [torch._C._nn.flatten_dense_tensors([tensors[i] for i in piece]) if isinstance(piece, list)
+             else _flat(tensors[piece]).index_select(0, plan.indices[piece]) for piece in plan._pieces]
+    # A copy, always (one whole tensor flattens to a view): a before-sample must not follow
+    # the weights through the optimizer step.
+    sample = torch.cat(parts) if len(parts) > 1 or plan._pieces == [plan.whole[:1]] else parts[0]
+    if sample.is_complex():  # a group holds one dtype: the sample is gathered before |z|
+        sample = sample.abs()
+    return sample if sample.dtype == torch.float32 else sample.float()
 
 
 def _quantized_range(max_abs: torch.Tensor) -> torch.Tensor:
@@ -122,12 +140,14 @@ def _quantized_range(max_abs: torch.Tensor) -> torch.Tensor:
 
 
 def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """min, max, sum and sum of squares of one flat tensor, in float32."""
+    """min, max, sum and sum of squares of one flat real tensor (complex: of ``|z|``)."""
     if flat.numel() == 0:
         zero = torch.zeros((), device=flat.device)
         return zero, zero, zero, zero
+    if flat.is_complex():
+        flat = flat.abs()
     low, high = torch.aminmax(flat)
-    if flat.dtype == torch.float32:
+    if flat.dtype in (torch.float32, torch.float64):  # float64 sums stay float64 until stacked
         return low, high, flat.sum(), torch.dot(flat, flat)
     norm = torch.linalg.vector_norm(flat, dtype=torch.float32)
     return low.float(), high.float(), flat.sum(dtype=torch.float32), norm * norm
@@ -162,10 +182,10 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     count = len(tensors)
     if count == 0:
         return torch.zeros(0, len(_DEVICE_FIELDS) + bins, device=plan.device)
-    with torch.no_grad():
-        return _summarize(plan, tensors, previous_ranges, bins, before_sample)
+    return _summarize(plan, tensors, previous_ranges, bins, before_sample)
 
 
+@torch.no_grad()  # not a with block: see take_sample
 def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
                bins: int, before_sample: torch.Tensor | None) -> torch.Tensor:
     count = len(tensors)
@@ -217,7 +237,8 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
 
 def _exact_finite_row(tensor: torch.Tensor) -> tuple[float, float, float, float, float]:
     """nonfinite count and finite min, max, sum, sum of squares of one tensor (slow path)."""
-    flat = tensor.detach().reshape(-1).float()
+    flat = tensor.detach().reshape(-1)
+    flat = (flat.abs() if flat.is_complex() else flat).float()
     finite_mask = torch.isfinite(flat)
     finite = flat[finite_mask]
     nonfinite = float(flat.numel() - finite.numel())
@@ -262,3 +283,25 @@ def finish(plan: SummaryPlan, tensors: Sequence[torch.Tensor], packed_device: to
         again = summarize(plan, tensors, ranges_device, bins, before_sample).cpu().numpy()
         counts[broken] = again[broken, len(_DEVICE_FIELDS):]
     return Summary(fields, counts, ranges), ranges_device
+
+
+def add_implicit_zeros(summary: Summary, row: int, dense_numel: int, bins: int) -> None:
+    """Count, in place, the zeros a sparse tensor leaves implicit in the summary of its stored
+    values (row ``row``), so that it describes the dense tensor of ``dense_numel`` elements.
+
+    Sums and sums of squares are unchanged; min and max take in 0; the sample grows by the
+    zeros' share, so that the histogram and the zero fraction scale to the dense tensor.
+    """
+    fields = summary.fields[row]
+    stored = fields[FIELDS.index("count")]
+    implicit = dense_numel - stored
+    if implicit <= 0:
+        return
+    share = fields[FIELDS.index("sampled")] / stored if stored > 0 else 1.0
+    fields[FIELDS.index("count")] = dense_numel
+    for name, pick in (("min", np.fmin), ("max", np.fmax)):
+        fields[FIELDS.index(name)] = pick(fields[FIELDS.index(name)], 0.0) if stored > 0 else 0.0
+    for name in ("sampled", "sample_zeros"):
+        fields[FIELDS.index(name)] += implicit * share
+    zero_bin = min(max(int(math.floor(bins / 2)), 0), bins - 1)  # where summarize() bins a 0
+    summary.counts[row, zero_bin] += implicit * share

@@ -15,12 +15,22 @@ import torch
 def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tensor | None:
     """Sorted random element indices of a tensor, or None to use every element.
 
-    Drawn from a private generator so that attaching nbweights never touches the global RNG.
+    Drawn from a private generator so that attaching nbweights never touches the global RNG, and
+    without listing all ``numel`` indices: a 10^8-element tensor costs what its sample costs.
     """
     if sample_size is None or numel <= sample_size:
         return None
     generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(numel, generator=generator)[:sample_size].sort().values
+    if numel <= 4 * sample_size:  # small enough to shuffle every index
+        return torch.randperm(numel, generator=generator)[:sample_size].sort().values
+    # Distinct values of uniform draws, topped up until there are enough, then a uniformly chosen
+    # sample_size of them: every subset of that size is equally likely, as with randperm.
+    chosen = torch.zeros(0, dtype=torch.long)
+    while len(chosen) < sample_size:
+        more = torch.randint(numel, (sample_size - len(chosen) + 16,), generator=generator)
+        chosen = torch.unique(torch.cat([chosen, more]))
+    keep = torch.randperm(len(chosen), generator=generator)[:sample_size]
+    return chosen[keep].sort().values
 
 
 #: Up to this many tensors, per-tensor reductions come from one slice each (a few

@@ -101,7 +101,7 @@ def test_parameters_of_two_dtypes_are_grouped_apart_and_both_summarised():
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     model[1].to(torch.bfloat16)
     w = nbw.watch(model, every=1)
-    assert len(w._groups) == 2
+    assert len(w._live.groups) == 2
     for name, param in model.named_parameters():
         norm = w.history.stats(name)["norm"][-1]
         assert norm == pytest.approx(param.detach().float().norm().item(), rel=1e-3), name

@@ -54,14 +54,19 @@ def saturation_scale(module: nn.Module) -> tuple[float, float] | None:
 
 
 class ActivationHooks:
-    """Forward hooks on chosen modules; ``due()`` says whether the current forward is captured."""
+    """Forward hooks on chosen modules; ``due()`` says whether the current forward is captured.
+
+    A hook that fails calls ``failed(name, error)`` and does nothing more (training goes on).
+    """
 
     def __init__(self, modules: list[tuple[str, nn.Module]], bins: int, sample_size: int,
-                 due: Callable[[], bool]):
+                 due: Callable[[], bool], failed: Callable[[str, Exception], None]):
         self.names = [name for name, _ in modules]
         self.bins = bins
         self._sample_size = sample_size
         self._due = due
+        self._failed = failed
+        self._broken: set[str] = set()
         self._ranges: dict[str, torch.Tensor] = {}
         self._plans: dict[tuple[str, int], SummaryPlan] = {}
         self._pending: dict[str, tuple[torch.Tensor, torch.Tensor, SummaryPlan]] = {}
@@ -80,11 +85,16 @@ class ActivationHooks:
 
     def _hook(self, name: str, module: nn.Module) -> Callable[..., None]:
         def record(module: nn.Module, args: Any, output: Any) -> None:
-            if self._paused or not module.training or not self._due():
+            if self._paused or not module.training or name in self._broken or not self._due():
                 return
-            tensor = _first_tensor(output)
-            if tensor is not None and tensor.is_floating_point() and tensor.numel():
-                self._pending[name] = self._summarize(name, module, tensor.detach())
+            try:
+                tensor = _first_tensor(output)
+                if tensor is not None and tensor.is_floating_point() and tensor.numel():
+                    self._pending[name] = self._summarize(name, module, tensor.detach())
+            except Exception as error:  # never into the user's forward
+                self._broken.add(name)
+                self._pending.pop(name, None)
+                self._failed(name, error)
         return record
 
     def _summarize(self, name: str, module: nn.Module, output: torch.Tensor

@@ -33,23 +33,21 @@ def _check_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
     return given
 
 
-def stop_if_nonfinite(watcher: Any, step: int) -> None:
-    """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf."""
-    for group in watcher._groups:
-        params = group.tensors()
-        if params is None:
-            continue
-        sums = [p.detach().sum() for p in params] + [p.grad.sum() for p in params if p.grad is not None]
-        if bool(torch.isfinite(torch.stack(sums)).all()):
-            continue
-        if step not in set(watcher.history.steps(watcher.history.names[0]).tolist()):
+def stop_if_nonfinite(watcher: Any, step: int, record_failure: Any) -> None:
+    """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf.
+
+    Only that error leaves: a failure of the search itself is recorded and training goes on.
+    """
+    try:
+        found = watcher._live.first_nonfinite()
+        if found is not None and step not in set(watcher.history.steps(watcher.history.names[0]).tolist()):
             watcher._capture(step)  # keep the step where it went wrong in the history
-        for row, p in zip(group.rows, params):
-            for what, tensor in (("weight", p), ("gradient", p.grad)):
-                if tensor is not None and not bool(torch.isfinite(tensor).all()):
-                    raise NonFiniteError(
-                        f"NaN/Inf in the {what} of {watcher.history.names[row]} at step {step} "
-                        f"(stop_on_nonfinite=True); the history up to this step is kept")
+    except Exception as error:
+        record_failure(watcher.failures, "stop_on_nonfinite", error, step, "looking for NaN/Inf")
+        return
+    if found is not None:
+        raise NonFiniteError(f"NaN/Inf in the {found[1]} of {found[0]} at step {step} "
+                             f"(stop_on_nonfinite=True); the history up to this step is kept")
 
 
 def reattach(watcher: Any, optimizer: Any) -> None:
@@ -57,14 +55,16 @@ def reattach(watcher: Any, optimizer: Any) -> None:
     optimizers = _check_optimizers(optimizer)
     model = watcher.model
     current = {id(p) for p in model.parameters()} if model is not None else set()
-    watched = [group.tensors() for group in watcher._groups]
+    watched = [group.tensors() for group in watcher._live.groups]
     if model is None or any(params is None or any(id(p) not in current for p in params)
                             for params in watched):
         raise ValueError("reattach(): the watched model or its parameters are gone or were "
                          "replaced since watch(); watch the model anew")
+    run = getattr(watcher, "run", None)  # the run folder's writer goes on: only hooks are replaced
     for handle in watcher._handles:
-        handle.remove()
-    watcher._handles.clear()
+        if handle is not run:
+            handle.remove()
+    watcher._handles[:] = [run] if run is not None and run in watcher._handles else []
     if watcher._activations is not None:
         watcher._activations.attach()
     watcher._attach(model, optimizers)

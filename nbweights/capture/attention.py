@@ -84,22 +84,19 @@ def attention_weights(module: nn.MultiheadAttention, args: tuple, kwargs: dict) 
     return torch.softmax(scores, dim=-1)
 
 
-@contextmanager
-def recording(modules: list[tuple[str, nn.Module]], maps: dict[str, torch.Tensor]) -> Iterator[None]:
-    """While inside, each call of the modules adds its first sequence's attention weights to
-    ``maps`` (bounded to :data:`MAX_TOKENS` queries and keys). Torch's fused fast path, which
-    skips the modules' forward, is switched off meanwhile (it computes the same outputs)."""
-    def keep(name: str):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            maps[name] = attention_weights(module, args, kwargs)[:, :MAX_TOKENS, :MAX_TOKENS].float()
-        return hook
+def kept_map(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor:
+    """What a probe keeps of one call: its first sequence's attention weights, bounded to
+    :data:`MAX_TOKENS` queries and keys."""
+    return attention_weights(module, args, kwargs)[:, :MAX_TOKENS, :MAX_TOKENS].float()
 
-    handles = [module.register_forward_pre_hook(keep(name), with_kwargs=True) for name, module in modules]
+
+@contextmanager
+def fast_path_off() -> Iterator[None]:
+    """Torch's fused attention fast path, which skips the modules' forward (and so their hooks),
+    is switched off while inside (it computes the same outputs)."""
     fast_path = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
         yield
     finally:
         torch.backends.mha.set_fastpath_enabled(fast_path)
-        for handle in handles:
-            handle.remove()

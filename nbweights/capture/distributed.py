@@ -126,12 +126,12 @@ class DistributedGroup:
         params = [ref() for ref in self._refs]
         return None if any(p is None for p in params) else params
 
-    def remember_before_step(self) -> None:
+    def remember_before_step(self, stepped: set[int] | None = None) -> None:
         params = self.tensors()
         if params is not None:
             self._before = take_samples([self._held(p, i) for i, p in enumerate(params)], self._indices, copy=True)
 
-    def watch_gradients(self) -> list[Any]:
+    def watch_gradients(self, hook: Any = None) -> list[Any]:
         return []  # gradients are read at the capture: pass the optimizer to watch() under torchrun
 
     def arm_gradients(self) -> None:
@@ -221,11 +221,12 @@ class DistributedGroup:
 
 
 def groups(named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
-           limits: PictureLimits) -> list[Any]:
+           limits: PictureLimits, rows: Sequence[int] | None = None) -> list[Any]:
     """The parameter groups of this process: one :class:`DistributedGroup` under torch.distributed
-    with several processes, else one :class:`~.groups.ParameterGroup` per device."""
+    with several processes (built once, from every watched parameter), else one
+    :class:`~.groups.ParameterGroup` per device and dtype; ``rows[i]`` is the row of ``named[i]``."""
     if world() is None:
-        return ParameterGroup.split(named, bins, sample_size, limits)
+        return ParameterGroup.split(named, bins, sample_size, limits, rows)
     return [DistributedGroup(named, bins, sample_size, limits)] if named else []
 
 

@@ -1,25 +1,40 @@
 """The parameters of one device, summarised together with one transfer to the host per capture."""
 from __future__ import annotations
 
+import functools
 import weakref
 from collections import defaultdict
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 from .pictures import PictureLimits, picture_of
-from ..summaries import FIELDS, Summary, SummaryPlan, finish, summarize, take_sample
+from ..summaries import FIELDS, Summary, SummaryPlan, add_implicit_zeros, finish, readable, summarize, take_sample
 
 Captured = tuple[Summary, Summary | None, list[tuple[int, str, np.ndarray]]]
-PendingGrads = tuple[torch.Tensor, tuple[int, ...], SummaryPlan, list[torch.Tensor]]
+#: Summary on the device, rows of the gradients present, their plan, the tensors summarised
+#: (a sparse gradient's stored values) and ``(position, dense numel)`` of each sparse one.
+PendingGrads = tuple[torch.Tensor, tuple[int, ...], SummaryPlan, list[torch.Tensor], list[tuple[int, int]]]
+#: Plans kept for sparse gradients, whose stored values change in number from step to step.
+MAX_GRAD_PLANS = 16
 
 
 def empty_summary(count: int, bins: int) -> Summary:
     """A summary of ``count`` tensors that says nothing was seen (NaN fields, zero counts)."""
     fields = np.full((count, len(FIELDS)), np.nan)
     return Summary(fields, np.zeros((count, bins), np.float32), np.zeros(count, np.float32))
+
+
+@torch.no_grad()  # a decorator, not a with block: see summaries.take_sample
+def _to_host(parts: list[torch.Tensor], values: list[torch.Tensor], pictures: list) -> np.ndarray:
+    """The one synchronisation of a capture: summaries, small tensors whole and pictures."""
+    if values:
+        flat = torch._C._nn.flatten_dense_tensors(values)
+        parts.append((flat.abs() if flat.is_complex() else flat).float())
+    parts.extend(data.reshape(-1) for _, _, data in pictures)
+    return torch.cat(parts).cpu().numpy()
 
 
 class ParameterGroup:
@@ -52,17 +67,20 @@ class ParameterGroup:
         self._pending_grads: tuple[torch.Tensor, Any] | None = None
         self._armed = False
         self._grads_seen = self._grads_expected = 0
+        self._not_stepped: list[int] = []
 
     @classmethod
     def split(cls, named: Sequence[tuple[str, nn.Parameter]], bins: int, sample_size: int | None,
-              limits: PictureLimits) -> list["ParameterGroup"]:
+              limits: PictureLimits, rows: Sequence[int] | None = None) -> list["ParameterGroup"]:
         """One group per device and dtype: each is summarised by batched operations on one
-        device, non-float32 tensors apart (cast to float32 in their own sample)."""
+        device, non-float32 tensors apart (cast to float32 in their own sample).
+        ``rows[i]`` is the row of ``named[i]`` (default: its position)."""
+        rows = list(range(len(named))) if rows is None else list(rows)
         by_kind: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
-        for row, (_, param) in enumerate(named):
-            by_kind[param.device, param.dtype].append(row)
-        return [cls(rows, [named[r][1] for r in rows], bins, sample_size, limits)
-                for rows in by_kind.values()]
+        for i, (_, param) in enumerate(named):
+            by_kind[param.device, param.dtype].append(i)
+        return [cls([rows[i] for i in positions], [named[i][1] for i in positions], bins, sample_size, limits)
+                for positions in by_kind.values()]
 
     def tensors(self) -> list[nn.Parameter] | None:
         """The live parameters, or None once any was garbage collected."""
@@ -70,23 +88,30 @@ class ParameterGroup:
         return None if any(p is None for p in params) else params
 
     # ----- moments before the capture ----------------------------------------------------
-    def remember_before_step(self) -> None:
-        """Keep the sample of the weights as they are before an update (for the update ratio)."""
+    def remember_before_step(self, stepped: set[int] | None = None) -> None:
+        """Keep the sample of the weights as they are before an update (for the update ratio).
+
+        ``stepped``: ids of the parameters the optimizer updates; the others (a GAN's other
+        half, stepped by another optimizer) get no update ratio at this capture, not a zero.
+        """
         params = self.tensors()
         if params is not None:
             self._before = take_sample(self.plan, params)
+            self._not_stepped = [] if stepped is None else [i for i, p in enumerate(params) if id(p) not in stepped]
 
-    def watch_gradients(self) -> list[Any]:
-        """Hooks that summarise the gradients once complete on an armed step (no optimizer)."""
+    def watch_gradients(self, hook: Callable[["ParameterGroup", torch.Tensor], None]) -> list[Any]:
+        """Register ``hook(group, param)`` for when each gradient is complete (no optimizer): it
+        calls :meth:`gradient_ready`, contained by the watcher."""
         params = self.tensors() or []
-        return [p.register_post_accumulate_grad_hook(self._gradient_ready) for p in params if p.requires_grad]
+        return [p.register_post_accumulate_grad_hook(functools.partial(hook, self))
+                for p in params if p.requires_grad]
 
     def arm_gradients(self) -> None:
         """Summarise the gradients of the coming backward pass, once all have arrived."""
         self._armed, self._grads_seen = True, 0
         self._grads_expected = sum(1 for ref in self._refs if ref() is not None and ref().requires_grad)
 
-    def _gradient_ready(self, param: torch.Tensor) -> None:
+    def gradient_ready(self, param: torch.Tensor) -> None:
         if not self._armed:
             return
         self._grads_seen += 1
@@ -105,19 +130,25 @@ class ParameterGroup:
         present = tuple(i for i, p in enumerate(params) if p.grad is not None)
         if not present:
             return None
-        if len(present) == len(params):
+        grads = [readable(params[i].grad) for i in present]
+        sparse = [(k, params[i].numel()) for k, i in enumerate(present) if params[i].grad.is_sparse]
+        if len(present) == len(params) and not sparse:
             plan, ranges = self.plan, self._grad_ranges
         else:
-            if present not in self._grad_plans:
-                self._grad_plans[present] = SummaryPlan([params[i].numel() for i in present],
-                                                        self._sample_size, self.device, seed=self.rows[0])
-            plan, ranges = self._grad_plans[present], self._grad_ranges[list(present)]
-        grads = [params[i].grad for i in present]
-        return summarize(plan, grads, ranges, self.bins), present, plan, grads
+            key = (present, tuple(g.numel() for g in grads) if sparse else ())
+            if key not in self._grad_plans:
+                if len(self._grad_plans) >= MAX_GRAD_PLANS:
+                    self._grad_plans.clear()
+                self._grad_plans[key] = SummaryPlan([g.numel() for g in grads], self._sample_size,
+                                                    self.device, seed=self.rows[0])
+            plan, ranges = self._grad_plans[key], self._grad_ranges[list(present)]
+        return summarize(plan, grads, ranges, self.bins), present, plan, grads, sparse
 
     def _finish_grads(self, count: int, pending: PendingGrads, host: np.ndarray) -> Summary:
-        packed_device, present, plan, grads = pending
+        packed_device, present, plan, grads, sparse = pending
         summary, ranges = finish(plan, grads, packed_device, host.reshape(len(present), -1), self.bins)
+        for position, dense_numel in sparse:
+            add_implicit_zeros(summary, position, dense_numel, self.bins)
         full = empty_summary(count, self.bins)
         rows = list(present)
         full.fields[rows], full.counts[rows], full.ranges[rows] = summary.fields, summary.counts, summary.ranges
@@ -133,7 +164,7 @@ class ParameterGroup:
         grad_summary, grads_device, joint = None, None, False
         if with_grads:
             grad_summary = self._pending_grads
-            if grad_summary is None and all(p.grad is not None for p in params):
+            if grad_summary is None and all(p.grad is not None and not p.grad.is_sparse for p in params):
                 joint = True
                 ranges = torch.cat([self._weight_ranges, self._grad_ranges])
                 packed_device = summarize(self._joint_plan, params + [p.grad for p in params], ranges,
@@ -150,12 +181,7 @@ class ParameterGroup:
             parts.append(grads_device[0].reshape(-1))
         found = [(i, picture_of(params[i], self.limits)) for i in self._picture_rows]
         pictures = [(i, picture[0], picture[1]) for i, picture in found if picture is not None]
-        with torch.no_grad():
-            values = [params[i] for i in self._value_rows]
-            if values:
-                parts.append(torch._C._nn.flatten_dense_tensors(values).float())
-            parts.extend(data.reshape(-1) for _, _, data in pictures)
-            host = torch.cat(parts).cpu().numpy()  # the one synchronisation of this capture
+        host = _to_host(parts, [params[i] for i in self._value_rows], pictures)
         offset = packed_device.numel()
         packed = host[:offset].reshape(len(packed_device), -1)
         if joint:
@@ -166,7 +192,8 @@ class ParameterGroup:
             self._weight_ranges, self._grad_ranges = ranges[:count], ranges[count:]
         else:
             weights, self._weight_ranges = finish(self.plan, params, packed_device, packed, self.bins, self._before)
-        self._before = None
+        weights.fields[self._not_stepped, FIELDS.index("delta_sq")] = np.nan
+        self._before, self._not_stepped = None, []
         if grads_device is not None:
             size = grads_device[0].numel()
             grad_summary = self._finish_grads(count, grads_device, host[offset:offset + size])

@@ -12,6 +12,7 @@ slowest, and the interval at most grows eightfold from one capture to the next.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections import deque
 from typing import Callable, Union
@@ -28,12 +29,22 @@ MAX_GROWTH = 8
 
 
 def check_every(every: Every) -> Every:
-    """Validate ``every=``: a positive int or "auto"."""
-    if every == "auto":
+    """Validate ``every=``: a positive int (numpy integers too) or "auto"."""
+    if isinstance(every, str) and every == "auto":
         return every
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
         raise ValueError(f'every= must be a positive int or "auto", got {every!r}')
-    return every
+    return int(every)
+
+
+def check_budget(budget: float) -> float:
+    """Validate ``budget=``: a fraction of training time in (0, 1], such as 0.02 for 2 %."""
+    if isinstance(budget, bool) or not isinstance(budget, numbers.Real):
+        raise TypeError(f"budget= must be a fraction in (0, 1] such as 0.02 for 2 %, "
+                        f"got {type(budget).__name__} {budget!r}")
+    if not 0 < budget <= 1:
+        raise ValueError(f"budget= must be a fraction in (0, 1] such as 0.02 for 2 %, got {budget!r}")
+    return float(budget)
 
 
 class Pacer:
@@ -41,11 +52,9 @@ class Pacer:
 
     def __init__(self, every: Every = "auto", budget: float = DEFAULT_BUDGET,
                  clock: Callable[[], float] = time.perf_counter):
-        if not 0 < budget <= 1:
-            raise ValueError(f"budget= must be a fraction in (0, 1], got {budget!r}")
         self.every = check_every(every)
-        self.budget = budget
-        self.next_step = 1 if every == "auto" else every
+        self.budget = check_budget(budget)
+        self.next_step = 1 if self.every == "auto" else self.every
         self._clock = clock
         self._last_step = 0
         self._last_end = clock()

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import recording
+from .attention import fast_path_off, kept_map
 from .attributions import attribute
 
 #: Feature maps kept per module: channels of the first probe example, at most this side.
@@ -49,30 +49,9 @@ def unchanged(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
             module.training = flag
 
 
-def run_probe(model: nn.Module, inputs: torch.Tensor, modules: list[tuple[str, nn.Module]],
-              channels: int = MAX_CHANNELS, attention: list[tuple[str, nn.Module]] = ()
-              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Feature maps ``{module name: [channels, h, w]}`` of the first example of ``inputs``, and
-    the attention weights ``{module name: [heads, queries, keys]}`` of its first sequence."""
-    captured: dict[str, torch.Tensor] = {}
-    weights: dict[str, torch.Tensor] = {}
-
-    def keep(name: str):
-        def hook(module: nn.Module, args: Any, output: Any) -> None:
-            maps = _feature_maps(output, channels)
-            if maps is not None:
-                captured[name] = maps
-        return hook
-
-    handles = [module.register_forward_hook(keep(name)) for name, module in modules]
-    try:
-        with torch.no_grad(), unchanged(model, inputs), \
-                recording(list(attention), weights) if attention else nullcontext():
-            model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return _to_numpy(captured), _to_numpy(weights)
+@torch.no_grad()  # a decorator, not a with block: see summaries.take_sample
+def _forward_without_grad(model: nn.Module, inputs: torch.Tensor) -> Any:
+    return model(inputs)
 
 
 def _to_numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
@@ -93,17 +72,66 @@ def _to_numpy(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 @dataclass
 class Probe:
     """What ``Watcher.probe`` fixed: the inputs, the modules whose feature maps and attention
-    maps are kept, and whether (and for which class) attributions are computed."""
+    maps are kept, and whether (and for which class) attributions are computed.
+
+    Its forward hooks are registered once, by :meth:`install`, and keep something only while
+    :meth:`record` runs: a capture adds and removes no hook, so an interrupt in the middle of
+    one leaves none behind. :meth:`remove` takes them away.
+    """
 
     inputs: torch.Tensor
     modules: list[tuple[str, nn.Module]]
     attention: list[tuple[str, nn.Module]] = field(default_factory=list)
     attributions: bool = False
     target: torch.Tensor | None = None
+    handles: list[Any] = field(default_factory=list)
+    _maps: dict[str, torch.Tensor] | None = None
+    _weights: dict[str, torch.Tensor] | None = None
+
+    def install(self) -> "Probe":
+        try:
+            for name, module in self.modules:
+                self.handles.append(module.register_forward_hook(self._keep_maps(name)))
+            for name, module in self.attention:
+                self.handles.append(module.register_forward_pre_hook(self._keep_attention(name), with_kwargs=True))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _keep_maps(self, name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            if self._maps is not None:
+                maps = _feature_maps(output, MAX_CHANNELS)
+                if maps is not None:
+                    self._maps[name] = maps
+        return hook
+
+    def _keep_attention(self, name: str) -> Any:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            if self._weights is not None:
+                self._weights[name] = kept_map(module, args, kwargs)
+        return hook
+
+    def run(self, model: nn.Module) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Feature maps ``{module name: [channels, h, w]}`` of the first example of the inputs,
+        and the attention weights ``{module name: [heads, queries, keys]}`` of its first sequence."""
+        maps, weights = self._maps, self._weights = {}, {}
+        try:
+            with unchanged(model, self.inputs), fast_path_off() if self.attention else nullcontext():
+                _forward_without_grad(model, self.inputs)
+        finally:
+            self._maps = self._weights = None
+        return _to_numpy(maps), _to_numpy(weights)
 
     def record(self, model: nn.Module, history: Any, step: int) -> None:
         """Run the probe on ``model`` and write what it saw into ``history`` at ``step``."""
-        maps, weights = run_probe(model, self.inputs, self.modules, attention=self.attention)
+        maps, weights = self.run(model)
         for name, array in maps.items():
             history.record_feature_maps(name, step, array)
         for name, array in weights.items():
@@ -133,4 +161,5 @@ def make_probe(model: nn.Module, inputs: Any, modules: Any, target: Any, attribu
         raise ValueError("probe(): target= is the class attributed; it needs attributions=True")
     chosen = select_modules(model, True if modules is None else modules,
                             (nn.Conv1d, nn.Conv2d, nn.Conv3d) if modules is None else ())
-    return Probe(inputs.detach().clone(), chosen, attention_modules(model) if attention else [], attributions, targets)
+    return Probe(inputs.detach().clone(), chosen, attention_modules(model) if attention else [], attributions,
+                 targets).install()

@@ -14,21 +14,20 @@ import logging
 import os
 import threading
 import weakref
-from typing import Any, Callable, ClassVar
+from typing import Any
 
+from .observed import Displayed
 from .rundir import RunReader
 
 log = logging.getLogger("nbweights")
 
 
-class Follower:
-    """A run directory read as it grows: ``.history``, ``.health()``, listeners and a dashboard.
+class Follower(Displayed):
+    """A run directory read as it grows: ``.history``, ``.health()``, listeners (told from the
+    polling thread) and a dashboard.
 
     ``close()`` stops the polling (the history stays); safe to repeat, usable as a context manager.
     """
-
-    #: Builds the display; ``nbweights/__init__.py`` sets it to the dashboard's maker.
-    display_factory: ClassVar[Callable[["Follower"], Any] | None] = None
 
     def __init__(self, run_dir: str | os.PathLike, *, interval: float = 0.5, thresholds: Any = None):
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or interval <= 0:
@@ -42,9 +41,7 @@ class Follower:
             from ..health import Thresholds  # health reads histories: imported only where used
             thresholds = Thresholds()
         self.thresholds = thresholds
-        self._listeners: list[Callable[[int], None]] = []
-        self._failed_listeners: set[int] = set()
-        self._dashboard = None
+        self._init_observers()
         self.refresh()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=_poll, args=(weakref.ref(self), self._stop, float(interval)),
@@ -57,14 +54,7 @@ class Follower:
         with self.lock:
             added = self._reader.poll()
         if added:
-            step = self.history.latest_step
-            for listener in list(self._listeners):
-                try:
-                    listener(step)
-                except Exception:  # a view must never stop the following
-                    if id(listener) not in self._failed_listeners:
-                        self._failed_listeners.add(id(listener))
-                        log.exception("nbweights: a listener failed at step %s (logged once)", step)
+            self._listeners.notify(self.history.latest_step)
         return added
 
     @property
@@ -88,15 +78,6 @@ class Follower:
         with self.lock:
             return find_signals(self.history, self.thresholds)
 
-    # ----- listeners (the dashboard's) -----------------------------------------------------
-    def add_listener(self, listener: Callable[[int], None]) -> None:
-        """Call ``listener(step)`` from the polling thread when new records arrive."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[int], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
     # ----- handle --------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -111,18 +92,6 @@ class Follower:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-    @property
-    def dashboard(self) -> Any:
-        """The same dashboard as a Watcher's, redrawn as records arrive; built on first use."""
-        if self._dashboard is None:
-            if Follower.display_factory is None:
-                raise RuntimeError("no display is wired: import nbweights (not only nbweights.history)")
-            self._dashboard = Follower.display_factory(self)
-        return self._dashboard
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return self.dashboard._repr_mimebundle_(**kwargs)
 
     def __repr__(self) -> str:
         state = "ended" if self.ended else ("closed" if self.closed else "following")

@@ -234,6 +234,9 @@ class Dashboard(widgets.VBox):
                 self.panels.clear()
             if hasattr(self, "steps"):
                 self.steps.close()
+            for view in (getattr(self, name, None) for name in ("overview", "metrics", "table", "health")):
+                if view is not None:
+                    view.close()
             close_tree(self, root=False)
             super().close()
 

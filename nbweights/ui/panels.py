@@ -65,6 +65,8 @@ class Panel:
         return [*self.curves, *self.pictures]
 
     def close(self) -> None:
+        for view in self.views:
+            view.close()
         close_tree(self.widget)
 
 

@@ -133,8 +133,12 @@ class View:
                     self.fail(error)
 
     def close(self) -> None:
-        """Close every widget of this view (frees the models in the kernel and the browser)."""
+        """Close every widget of this view (frees the models in the kernel and the browser),
+        those not shown now too (a histogram's spare log scale)."""
         close_tree(self.widget)
+        for value in list(vars(self).values()):
+            if isinstance(value, widgets.Widget):
+                close_tree(value)
 
 
 class PictureView(View):
