@@ -510,3 +510,16 @@ def test_the_probe_adds_no_hook_per_capture_and_close_removes_its_own():
     assert len(model[0]._forward_hooks) == 1
     w.close()
     assert len(model[0]._forward_hooks) == 0
+
+
+def test_a_snapshot_right_after_a_replacement_records_the_new_parameter():
+    # The capture after an optimizer step reuses the look-up made just before the update; a
+    # snapshot() between steps must look again.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+    opt = sgd(model)
+    w = nbw.watch(model, opt, every=1)
+    train(model, opt, 2)
+    model[0].weight = nn.Parameter(torch.full((8, 4), 2.0))
+    w.snapshot()
+    assert w.history.stats("0.weight")["norm"][-1] == pytest.approx(model[0].weight.norm().item())

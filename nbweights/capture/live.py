@@ -52,6 +52,7 @@ class LiveParameters:
         self._layout: list[Layout | None] | None = None
         self._owners: list[tuple[weakref.ref, str] | None] = []
         self._syncs = 0
+        self._synced_step: int | None = None
         self._excluded: set[str] = set()  # names whose capture failed: left out from then on
 
     def start(self, model: nn.Module, named: Sequence[tuple[str, nn.Parameter]]) -> None:
@@ -83,6 +84,13 @@ class LiveParameters:
         self.grad_handles.clear()
 
     # ----- following the model --------------------------------------------------------------
+    def sync_before_update(self, model: nn.Module, step: int) -> bool:
+        """:meth:`sync` before an optimizer's update; the capture right after it, of the same
+        step, then reuses it (an update replaces no parameter)."""
+        found = self.sync(model, step)
+        self._synced_step = step
+        return found
+
     def sync(self, model: nn.Module, step: int) -> bool:
         """Group the model's parameters as they are now: a parameter replaced by a new object,
         converted, moved or resized is recorded as it is now; one that went away is said once.
@@ -147,7 +155,10 @@ class LiveParameters:
     def capture(self, model: nn.Module, step: int) -> tuple[Any, Any, list] | None:
         """Weights, gradients (from step 1) and pictures ``(row, kind, data)`` of every watched
         row as ``model`` holds it now (NaN rows for what failed); None if nothing is left."""
-        if not self.sync(model, step):
+        synced, self._synced_step = self._synced_step == step and self._layout is not None, None
+        if not synced and not self.sync(model, step):
+            return None
+        if not self.groups:
             return None
         count, bins, with_grads = len(self.names), self.bins, step > 0
         if self.one_group:  # one device and dtype: its rows are all, in order

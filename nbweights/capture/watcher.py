@@ -120,7 +120,7 @@ class Watcher(Displayed):
             return  # once per step, before the first optimizer's update
         try:
             model = self.model
-            if model is None or not self._live.sync(distributed.unwrap(model), self.step + 1):
+            if model is None or not self._live.sync_before_update(distributed.unwrap(model), self.step + 1):
                 return
             # What the watched optimizers update; a parameter none of them steps gets no ratio.
             stepped = {id(p) for ref in self._optimizers if ref() is not None
