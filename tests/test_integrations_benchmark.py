@@ -22,7 +22,10 @@ def test_quick_run_prints_a_finite_ratio_or_a_reason_for_each_framework():
         if row:
             watched, bare, ratio = map(float, row.groups())
             assert math.isfinite(ratio) and ratio > 0
-            assert ratio == pytest.approx(watched / bare, rel=0.01, abs=0.002)
+            # Seconds are printed to 3 decimals: on a 0.03 s run their rounding alone moves
+            # the ratio by about 3 %, while the ratio is computed from the unrounded times.
+            rounding = 0.0005 * (1 + watched / bare) / bare
+            assert ratio == pytest.approx(watched / bare, rel=0.01, abs=0.002 + rounding)
 
 
 def test_bad_pairs_is_refused_with_a_message():
