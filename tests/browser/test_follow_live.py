@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from jupyter_harness import DashboardUI
+from test_dashboard_live import eventually
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -46,11 +47,13 @@ def test_a_followed_run_redraws_while_the_job_writes(open_notebook, jupyter_serv
     nb = open_notebook(NOTEBOOK)
     nb.run_cell_and_wait(0, timeout=240)  # ends once the job has written its header
     dash = DashboardUI(nb, 0).wait_drawn(120)
-    seen = []
+    seen, sliders = [], []
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(set(seen)) < 4:
         seen.append(status_step(dash))  # no cell runs: the follower's thread drives the redraws
+        sliders.append(dash.frame()["slider"])
         time.sleep(1.0)
+    print(f"\n[follow] status steps {seen}; slider readouts {sliders}")
     distinct = sorted(set(s for s in seen if s >= 0))
     if len(distinct) < 3:
         nb.screenshot("followed_run_failed", dash.root)
@@ -58,8 +61,13 @@ def test_a_followed_run_redraws_while_the_job_writes(open_notebook, jupyter_serv
         raise AssertionError(f"the status line did not follow the job: read {seen}; the kernel says "
                              f"{nb.output(2).inner_text()!r}; the dashboard shows {dash.frame()['status']!r}")
     assert seen == sorted(seen), f"the status went back while following: {seen}"
+    assert len(set(sliders)) >= 3, f"the step slider did not follow the job: {sliders}"
     assert dash.frame()["errors"] == []
     nb.screenshot("followed_run", dash.root)
     nb.run_cell_and_wait(1, timeout=240)
     printed = nb.output(1).inner_text()
     assert re.search(r"^0 <nbweights.Follower ended .* step 40,", printed, re.M), printed
+    # The step controls followed too: the slider reads the last step and the panel draws it.
+    eventually(lambda: dash.frame()["slider"] == "40", 15)
+    frame = dash.frame()
+    assert frame["follow"] and frame["current"], frame
