@@ -3,6 +3,7 @@ the chooser lists a bounded number of entries, and navigation finds any of them.
 from __future__ import annotations
 
 import ipywidgets
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -97,6 +98,11 @@ def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     row = options[3][1]
     dashboard.overview.open.value = row
     assert dashboard.selected == row and dashboard.dropdown.value == watcher.history.names[row]
+    # The update-ratio curves' log axis is labelled at powers of ten within its domain only.
+    axis, scale = dashboard.overview.curves.axes[1], dashboard.overview.curves.axes[1].scale
+    ticks = np.asarray(axis.tick_values)
+    assert len(ticks) >= 2 and ((ticks >= scale.min) & (ticks <= scale.max)).all(), (ticks, scale.min, scale.max)
+    assert np.allclose(np.log10(ticks), np.round(np.log10(ticks)), atol=1e-5)  # 1e-5 ... 1e-2 here
 
 
 def test_max_fps_is_checked_by_the_setter_as_by_the_constructor():

@@ -18,7 +18,7 @@ import numpy as np
 
 from .base import View, ViewOptions
 from .colors import BLUE, DIVERGING_PALETTE, GREY, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png
-from .figures import figure, float32, nice_ticks, set_ticks, step_ticks, thin_indices
+from .figures import figure, float32, log_ticks, set_ticks, step_ticks, thin_indices
 from .markup import set_html, text, title
 
 #: Statistics the overview can colour by: label -> (stat of History.stat_matrix, group, log10, centre).
@@ -189,6 +189,9 @@ class OverviewView(View):
             cx.min, cx.max = first, last
         with cy.hold_sync():
             cy.min, cy.max = bottom, top
+        # Powers of ten only: bqplot's own log ticks crowd a narrow domain with overlapping labels.
+        ticks = log_ticks(bottom, top)
+        set_ticks(self.curves.axes[1], ticks if len(ticks) >= 2 else float32([bottom * 2, top / 2]))
         with self.band.hold_sync():
             self.band.x, self.band.y = x, float32(np.stack([low, high]))
         self.median.x, self.median.y = x, float32(mid)
