@@ -27,8 +27,8 @@ import torch
 
 from .summary_plan import SummaryPlan, sample_indices
 
-__all__ = ["FIELDS", "Summary", "SummaryPlan", "add_implicit_zeros", "derived_stats", "finish", "histogram_edges", "merge",
-           "readable", "sample_indices", "summarize", "take_sample", "unpack"]
+__all__ = ["FIELDS", "Summary", "SummaryPlan", "add_implicit_zeros", "derived_stats", "finish",
+           "histogram_edges", "merge", "readable", "sample_indices", "summarize", "take_sample", "unpack"]
 
 #: Columns of :attr:`Summary.fields`, one row per tensor.
 FIELDS = (

@@ -6,6 +6,8 @@ from typing import Any, Sequence, Union
 import torch
 from torch import nn
 
+from .containment import record_failure
+
 #: What ``watch()`` takes as optimizer: one, several (each steps its own parameters), or None.
 Optimizers = Union[torch.optim.Optimizer, Sequence[torch.optim.Optimizer], None]
 
@@ -33,7 +35,7 @@ def _check_optimizers(optimizer: Any) -> list[torch.optim.Optimizer]:
     return given
 
 
-def stop_if_nonfinite(watcher: Any, step: int, record_failure: Any) -> None:
+def stop_if_nonfinite(watcher: Any, step: int) -> None:
     """Raise NonFiniteError naming the first parameter whose weight or gradient has NaN/Inf.
 
     Only that error leaves: a failure of the search itself is recorded and training goes on.

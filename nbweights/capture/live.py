@@ -96,17 +96,13 @@ class LiveParameters:
         converted, moved or resized is recorded as it is now; one that went away is said once.
         False if nothing is left to record."""
         self._syncs += 1
-        full = self._syncs % FULL_LOOKUP_EVERY == 0
-        if full:
+        if self._syncs % FULL_LOOKUP_EVERY == 0:
             self._find_owners(model)
-        live = self._lookup()
-        layout = [_layout(p) for p in live]
+        live, layout = self._lookup()
         if self._layout is not None and all(_same(a, b) for a, b in zip(layout, self._layout)):
             return bool(self.groups)
-        if not full:  # something changed: look every name up in the model again
-            self._find_owners(model)
-            live = self._lookup()
-            layout = [_layout(p) for p in live]
+        self._find_owners(model)  # something changed: look every name up in the model again
+        live, layout = self._lookup()
         for name, now, before in zip(self.names, layout, self._layout or layout):
             if before is not None and now is None:
                 record_failure(self.failures, name, LookupError(f"the model has no parameter {name!r} any more"),
@@ -138,12 +134,13 @@ class LiveParameters:
                           else None)
         self._owners = owners
 
-    def _lookup(self) -> list[nn.Parameter | None]:
+    def _lookup(self) -> tuple[list[nn.Parameter | None], list[Layout | None]]:
+        """The parameter now held under each name, through its owner module, and its layout."""
         found = []
         for owner in self._owners:
             module = None if owner is None else owner[0]()
             found.append(None if module is None else module._parameters.get(owner[1]))
-        return found
+        return found, [_layout(p) for p in found]
 
     def _build(self, live: Sequence[nn.Parameter | None]) -> None:
         kept = [row for row, p in enumerate(live) if p is not None and self.names[row] not in self._excluded]

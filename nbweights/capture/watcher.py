@@ -5,7 +5,6 @@ a training-mode forward; on a step not captured, the hooks do one integer compar
 """
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
@@ -30,9 +29,6 @@ from .pictures import PictureLimits
 from ..health import Signal, Thresholds, find_signals
 from .probe import Probe, make_probe
 from .selection import Selector, select_modules, select_parameters
-
-log = logging.getLogger("nbweights")
-
 
 class Watcher(Displayed):
     """Watches one model's parameters while it trains; ``close()`` removes every hook it added.
@@ -140,7 +136,7 @@ class Watcher(Displayed):
         if self.step >= self.pacer.next_step:
             self._capture(self.step)
         if self.stop_on_nonfinite:
-            stop_if_nonfinite(self, self.step, record_failure)
+            stop_if_nonfinite(self, self.step)
 
     def _activations_due(self) -> bool:
         """Whether the forward running now belongs to a step that will be captured."""
@@ -161,7 +157,7 @@ class Watcher(Displayed):
         if self.step >= self.pacer.next_step:
             self._capture(self.step)
         if self.stop_on_nonfinite and self.step >= 1:
-            stop_if_nonfinite(self, self.step, record_failure)
+            stop_if_nonfinite(self, self.step)
         if self._forwards >= self.pacer.next_step:
             self._live.for_each(self._forwards, "counting gradients", lambda group: group.arm_gradients())
 
