@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -80,10 +81,37 @@ def test_histogram_bars_are_the_known_counts():
         np.asarray(y_axis.tick_values).tolist() == [0, 2, 4]  # whole counts, round steps
     assert y_axis.tick_format == "~s" and x_axis.tick_format == ".3~g"
     assert np.asarray(x_axis.tick_values).tolist() == pytest.approx([-1, -0.5, 0, 0.5, 1])
+    sent = []  # what each state message carries: a zero never meets the log scale in the browser
+    for widget in (view.first, view.current, y_axis):
+        def record(key=None, _widget=widget, _send=widget.send_state):
+            sent.append((_widget, {key} if isinstance(key, str) else set(key or ()), _widget.get_state(key)))
+            return _send(key)
+        widget.send_state = record
     view.log_toggle.value = True
+    switched = [(w, state) for w, keys, state in sent if "scales" in keys or "scale" in keys]
+    assert len(switched) == 3, [keys for _, keys, _ in sent]
+    for widget, state in switched:
+        if widget is y_axis:  # its scale and its ticks in one message, no 0 tick
+            assert "tick_values" in state and 0 not in np.frombuffer(state["tick_values"]["value"], np.float32)
+        else:  # each line's scale and heights in one message, none below the log floor
+            assert "y" in state and np.frombuffer(state["y"]["value"], np.float32).min() >= 0.5
     assert type(view.current.scales["y"]).__name__ == "LogScale" and view.log_scale.min == 0.5
     assert np.asarray(view.current.y)[0] == 0.5  # empty bins sit on the log axis floor
-    assert np.asarray(y_axis.tick_values).tolist() == [1]  # powers of ten from 1 (largest count 5)
+    assert np.asarray(y_axis.tick_values).tolist() == [1, 2, 5]  # from 1 (largest count 5): 1, 2, 5
+
+
+def test_a_view_redrawn_by_its_control_waits_while_a_capture_writes_the_history():
+    """A control heard mid-run (on a kernel subshell thread) redraws its view from the history:
+    not while the training thread is appending to it."""
+    watcher, dashboard, _ = watched(nn.Linear(4, 2))
+    view = dashboard.panel("weight").curves[0]
+    toggled = threading.Event()
+    with watcher.lock:  # what a capture holds while it appends
+        thread = threading.Thread(target=lambda: (setattr(view.log_toggle, "value", True), toggled.set()))
+        thread.start()
+        assert not toggled.wait(0.3), "the view redrew while the history was being written"
+    assert toggled.wait(10) and type(view.current.scales["y"]).__name__ == "LogScale"
+    thread.join()
 
 
 def test_round_ticks_never_repeat_and_steps_are_whole():
@@ -95,6 +123,10 @@ def test_round_ticks_never_repeat_and_steps_are_whole():
     assert nice_ticks(float("nan"), 1.0).size == 0
     assert "0.0" in map(str, nice_ticks(-0.5, 0.5)) and "-0.0" not in map(str, nice_ticks(-0.5, 0.5))
     assert log_ticks(0.5, 8070).tolist() == [1, 10, 100, 1000]
+    # A short log axis (counts of a 36-element filter bank) gets 2 and 5 too, not one label.
+    assert log_ticks(1, 9).tolist() == [1, 2, 5]
+    assert log_ticks(1, 60).tolist() == pytest.approx([1, 3, 10, 30])
+    assert log_ticks(0.004, 0.03).tolist() == pytest.approx([0.005, 0.01, 0.02])
     for low, high in [(0, 3), (0, 7), (5, 64), (0, 1e6), (1, 2)]:
         ticks = nice_ticks(low, high, whole=True)
         assert len(set(ticks.astype(int).tolist())) == len(ticks) <= 5 and (ticks == ticks.round()).all()

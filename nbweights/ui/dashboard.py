@@ -33,6 +33,7 @@ from ..views.health import HealthView
 from ..views.layer_table import LayerTableView
 from ..views.metrics import MetricsView
 from ..views.overview import OverviewView
+from .locks import HeldTogether
 from .navigator import Navigator
 from .panels import ACTIVATION_PREFIX, ATTENTION_PREFIX, ATTRIBUTIONS_ENTRY, Panel, PanelCache, entries_of  # noqa: F401
 from .scheduler import RedrawScheduler
@@ -91,6 +92,8 @@ class Dashboard(widgets.VBox):
         #: Serialises redraws and every handler that writes widgets (any thread).
         self.lock = threading.RLock()
         self._history_lock = getattr(self.watcher, "lock", None) or nullcontext()
+        #: Held by a view redrawing after one of its controls changed (on a subshell thread mid-run).
+        self._view_lock = HeldTogether(self.lock, self._history_lock)
         self._entries = entries_of(self.history)
         self.panels = PanelCache(cached_panels)
         self.navigator = Navigator(self._entries, self.select)
@@ -118,7 +121,7 @@ class Dashboard(widgets.VBox):
         self._closed = False
         self._failed: set[tuple[str, str]] = set()
         for view in (self.overview, self.metrics, self.table, self.health):
-            view.lock = self.lock
+            view.lock = self._view_lock
         #: Whether the kernel hears the controls while a cell runs (kernel subshell routing).
         self.selection_known = in_kernel() and all(
             route_to_subshell(w) for w in [*self.navigator.widgets, *self.steps.widgets,
@@ -246,7 +249,7 @@ class Dashboard(widgets.VBox):
         panel = self.panels.get(self.history, name, self.options)
         if not cached:
             for view in panel.views:
-                view.lock = self.lock
+                view.lock = self._view_lock
                 if self.selection_known:
                     for control in view.controls:
                         route_to_subshell(control)

@@ -90,10 +90,18 @@ def step_ticks(steps: np.ndarray) -> np.ndarray:
 
 
 def log_ticks(low: float, high: float, most: int = MOST_TICKS) -> np.ndarray:
-    """Powers of ten within ``[low, high]`` (every other one, or fewer, when there are many)."""
+    """Powers of ten within ``[low, high]`` (every other one, or fewer, when there are many); over
+    less than two decades also 2 and 5 (or 3) times them, so that a short log axis has labels."""
     if not (np.isfinite(low) and np.isfinite(high)) or low <= 0 or high < low:
         return np.zeros(0, np.float32)
     exponents = np.arange(np.ceil(np.log10(low) - 1e-9), np.floor(np.log10(high) + 1e-9) + 1)
+    if len(exponents) < 3:
+        around = 10.0 ** np.arange(np.floor(np.log10(low)), np.floor(np.log10(high)) + 1)
+        for mantissas in ((1.0, 2.0, 5.0), (1.0, 3.0)):
+            ticks = (np.array(mantissas) * around[:, None]).ravel()
+            ticks = ticks[(ticks >= low * (1 - 1e-6)) & (ticks <= high * (1 + 1e-6))]
+            if len(ticks) <= most:
+                return ticks.astype(np.float32)
     stride = int(np.ceil(len(exponents) / most)) if len(exponents) > most else 1
     return (10.0 ** exponents[::stride]).astype(np.float32)
 

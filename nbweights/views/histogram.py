@@ -48,6 +48,7 @@ class HistogramView(View):
         self.controls = [self.log_toggle]
         super().__init__(widgets.VBox([self.figure, self.log_toggle]))
         self._edges = {"first": None, "current": None}
+        self._counts: dict[str, np.ndarray | None] = {"first": None, "current": None}
         #: (lowest edge, highest edge, largest count) of each line drawn: the axes' ticks.
         self._extent = {"first": None, "current": None}
 
@@ -57,24 +58,35 @@ class HistogramView(View):
             self._switch_scale(change)
 
     def _switch_scale(self, change) -> None:
+        """Each line's heights and its scale change in one message, the axis's scale and ticks in
+        another: a zero count or a 0 tick never meets the log scale (NaN in the drawn SVG)."""
         y_scale = self.log_scale if change["new"] else self.linear_scale
-        with self.figure.hold_sync():
-            for bars in (self.first, self.current):
+        for which, bars in (("first", self.first), ("current", self.current)):
+            with bars.hold_sync():
+                if self._counts[which] is not None:
+                    bars.y = self._heights(self._counts[which])
                 bars.scales = {"x": self.x_scale, "y": y_scale}
+        with self.figure.axes[1].hold_sync():
             self.figure.axes[1].scale = y_scale
+            if any(e is not None for e in self._extent.values()):
+                self._set_ticks()
         self._edges = {"first": None, "current": None}
         self.redraw()
 
-    def _set_bars(self, bars: bqplot.Lines, which: str, edges: np.ndarray, counts: np.ndarray) -> None:
-        """Step line over the bin edges: y[i] is bin i's count (the last repeated to close it)."""
+    def _heights(self, counts: np.ndarray) -> np.ndarray:
+        """y of a step line: bin i's count (the last repeated to close it), floored on a log axis."""
         heights = np.maximum(counts, LOG_FLOOR) if self.log_toggle.value else counts
-        heights = float32(np.append(heights, heights[-1:]))
+        return float32(np.append(heights, heights[-1:]))
+
+    def _set_bars(self, bars: bqplot.Lines, which: str, edges: np.ndarray, counts: np.ndarray) -> None:
+        """Step line over the bin edges."""
         x = None if self._edges[which] is not None and np.array_equal(self._edges[which], edges) else float32(edges)
         with bars.hold_sync():
             if x is not None:
                 bars.x = x
                 self._edges[which] = edges
-            bars.y = heights
+            bars.y = self._heights(counts)
+        self._counts[which] = counts
         finite = counts[np.isfinite(counts)]
         self._extent[which] = (float(edges[0]), float(edges[-1]), float(finite.max()) if finite.size else 0.0)
 

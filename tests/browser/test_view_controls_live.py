@@ -1,0 +1,107 @@
+"""Per-view controls heard while a plain synchronous training cell runs (issue #15): the values
+histogram's "log count", the trajectories' index picker and the filter mosaic's range switch
+redraw their view before the cell ends, through the kernel subshell the dashboard routes them to.
+
+Its own notebook and kernel (the model and training loop of test_dashboard_live): after controls
+were changed mid-run, bqplot logs transient NaN errors at a later redraw (see the xfail below),
+which must not hide the console check of that module.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+from jupyter_harness import DashboardUI, NotebookUI
+from test_dashboard_live import CELLS, LONG_RUN, SHORT_RUN, STOP_FILE, eventually
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "view_controls_live.ipynb"
+
+
+@pytest.fixture(scope="module")
+def controls(jupyter_server, module_page, screenshot_dir):
+    page, console = module_page
+    jupyter_server.write_notebook(NOTEBOOK, CELLS)
+    nb = NotebookUI(page, jupyter_server, NOTEBOOK, ui="lab", screenshot_dir=screenshot_dir).open(90)
+    nb.run_cell_and_wait(0, timeout=120)
+    dash = DashboardUI(nb, 0).wait_drawn(60)
+    nb.run_cell_and_wait(SHORT_RUN, timeout=60)
+    dash.select("conv.weight")
+    dash.wait_title("conv.weight (values)")
+    yield nb, dash, console, jupyter_server
+    jupyter_server.shutdown_kernels()
+
+
+#: What the per-view controls of the conv.weight panel show: the values histogram's y tick
+#: labels (log count on or off), the trajectories' title (indices picked) and the mosaic's colour
+#: bar (per filter or shared range).
+CONTROLLED_JS = """(dash) => {
+  const panel = dash.querySelector('.nbw-stack .nbw-panel');
+  const fig = panel.querySelector('.nbw-histogram-figure');
+  const axes = fig.querySelectorAll('g.axis');
+  return {
+    y_ticks: [...axes[axes.length - 1].querySelectorAll('g.tick text')].map(t => t.textContent),
+    trajectories: (panel.querySelector('.nbw-trajectories-figure text.mainheading') || {}).textContent || '',
+    mosaic_bar: (panel.querySelector('.nbw-filters') || {}).textContent || '',
+  };
+}"""
+
+
+def test_view_controls_are_heard_while_the_cell_runs(controls):
+    """Log count, the trajectories' index picker and the mosaic's range switch, changed while a
+    plain synchronous loop trains, redraw their view before the cell ends (kernel subshell)."""
+    nb, dash, _, server = controls
+    panel = dash.panel()
+    before = dash.root.evaluate(CONTROLLED_JS)
+    nb.run_cell(LONG_RUN)
+    try:
+        time.sleep(3)
+        assert nb.is_cell_running(LONG_RUN), "the training cell ended before the controls were changed"
+        started = time.monotonic()
+        panel.locator(".nbw-histogram .widget-checkbox input").first.check()
+        picker = panel.locator(".nbw-trajectories input[type=text]")
+        picker.fill("0-2")
+        picker.press("Enter")
+        panel.locator(".nbw-filters button", has_text="shared").click()
+        after = eventually(lambda: _all_controls_heard(dash, before), 15)
+        heard = time.monotonic() - started
+        # And back, still mid-run: the default 32 trajectories again.
+        picker.fill("")
+        picker.press("Enter")
+        eventually(lambda: dash.root.evaluate(CONTROLLED_JS)["trajectories"].startswith("conv.weight: 32 of 36"), 15)
+        still_running = nb.is_cell_running(LONG_RUN)
+    finally:
+        (server.root_dir / STOP_FILE).touch()
+        nb.wait_cell_finished(LONG_RUN, timeout=60)
+        panel.locator(".nbw-histogram .widget-checkbox input").first.uncheck()
+        panel.locator(".nbw-filters button", has_text="per filter").click()
+    print(f"\n[controls] log count, indices and mosaic range changed mid-run: all redrawn after {heard:.2f} s: {after}")
+    assert still_running, "the cell finished before the controls were heard: lengthen train()"
+
+
+def _all_controls_heard(dash: DashboardUI, before: dict) -> dict:
+    now = dash.root.evaluate(CONTROLLED_JS)
+    assert "0" in before["y_ticks"] and "0" not in now["y_ticks"] and now["y_ticks"], \
+        f"log count: y ticks {before['y_ticks']} -> {now['y_ticks']}"
+    assert now["trajectories"].startswith("conv.weight: 3 of 36 weights"), now["trajectories"]
+    assert "each filter over its own" in before["mosaic_bar"] and "each filter" not in now["mosaic_bar"], \
+        f"mosaic range: {before['mosaic_bar']!r} -> {now['mosaic_bar']!r}"
+    return now
+
+
+
+
+@pytest.mark.xfail(reason="after per-view controls changed mid-run, the next redraws log bqplot errors "
+                          "'<g> attribute transform: ... NaN' and can leave the values histogram's y tick "
+                          "labels stacked (NaN positions) until it redraws; cause not found (issue #15 notes)",
+                   strict=False)
+def test_console_shows_no_widget_errors_after_mid_run_controls(controls):
+    nb, dash, console, _ = controls
+    panel = dash.panel()
+    picker = panel.locator(".nbw-trajectories input[type=text]")
+    picker.fill("4-6")  # a change after the run, as a person trying another pick
+    picker.press("Enter")
+    eventually(lambda: dash.root.evaluate(CONTROLLED_JS)["trajectories"].startswith("conv.weight: 3 of 36"), 15)
+    time.sleep(2)
+    assert console.widget_errors() == [], "\n".join(dict.fromkeys(console.widget_errors()))
