@@ -48,3 +48,16 @@ def test_history_row_says_which_steps_it_still_covers(table):
 
 def test_browser_section_points_to_the_browser_tests(table):
     assert re.search(r"^note\s+browser\s.*tests/browser", table, re.M), table
+
+
+def test_dashboard_memory_prints_a_flat_row_per_model():
+    """benchmarks/dashboard_memory.py --quick: the dashboard's own memory and widget models for
+    10 and 1,000 tensors (sizes, not times: the widget count is asserted flat)."""
+    script = RUN.parent / "dashboard_memory.py"
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split() for line in done.stdout.splitlines() if re.match(r"^[\d,]+ tensors\s", line)]
+    assert [int(row[2]) for row in rows] == [10, 1000], done.stdout
+    dashboard_mb, widgets = [float(row[3]) for row in rows], [int(row[-1]) for row in rows]
+    assert all(0 < mb < 50 for mb in dashboard_mb), done.stdout
+    assert widgets[1] <= widgets[0] * 1.1 + 5, done.stdout

@@ -9,6 +9,7 @@ would see: drawn histograms, the entry's title, curves and tables that change, t
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import pytest
@@ -74,6 +75,9 @@ SHOW_AGAIN = "wd"
 CELLS = [SETUP, GPT_CELL, DEEP_CELL, TRAIN_DEEP, SHOW_AGAIN]
 SETUP_CELL, GPT, DEEP, TRAIN, AGAIN = range(5)
 LAST = "layers.499.weight"
+#: Builds per comms setting in the repeated-build test: 3 in CI (time), 20 for the issue's
+#: "20 of 20" (``NBWEIGHTS_BUILDS=20``).
+BUILDS = int(os.environ.get("NBWEIGHTS_BUILDS", "3"))
 
 #: What changes mid-run besides the selected panel: the loss curve and the layer table.
 ELSEWHERE_JS = """(dash) => ({
@@ -187,7 +191,7 @@ def test_repeated_builds_of_the_150_tensor_dashboard_all_draw(large, comms):
         nb.page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=90_000)
         nb.wait_kernel_ready(90)
         times = []
-        for _ in range(3):
+        for _ in range(BUILDS):
             dash, seconds = drawn_after_run(nb, GPT)
             assert_histograms(dash.frame(), "position")
             times.append(seconds)
