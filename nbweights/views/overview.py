@@ -107,10 +107,16 @@ class OverviewView(View):
         self.shown = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[ORANGE], stroke_width=1.5)
         self.reference = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[GREY], line_style="dashed")
         self.curves = figure([self.band, self.median, self.shown, self.reference], cx, cy,
-                             "update ratio: median of weight matrices (blue), 10–90 %, shown (orange)",
-                             "step", "update ratio", "nbw-update-ratio-figure", width=CURVE_WIDTH)
+                             "update ratio ‖Δw‖/‖w‖ per step", "step", "update ratio", "nbw-update-ratio-figure",
+                             width=CURVE_WIDTH)
+        # The legend under the figure: a title that said it all was clipped at the figure's width.
+        legend = widgets.HTML(text("blue: median of the weight matrices · grey: their 10–90 % band · "
+                                   "orange: the tensor shown · dashed: 1e-3"),
+                              layout=widgets.Layout(width=f"{CURVE_WIDTH}px"))
+        legend.add_class("nbw-note")
         left = widgets.VBox([self.statistic, self.map_title, self.png, self.colorbar, self.rows_note, self.open])
-        super().__init__(widgets.HBox([left, self.curves], layout=widgets.Layout(flex_flow="row wrap")))
+        super().__init__(widgets.HBox([left, widgets.VBox([self.curves, legend])],
+                                      layout=widgets.Layout(flex_flow="row wrap")))
         self.names: list[str] = []
         self.controls = [self.statistic, self.open]
 
