@@ -45,6 +45,9 @@ FIELDS = (
 )
 _DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "sample_sq", "sampled", "sample_zeros", "delta_sq", "range")
 _COLUMN = {name: i for i, name in enumerate(_DEVICE_FIELDS)}
+#: Where :func:`unpack` copies the measured columns: from ``_SOURCE`` into ``FIELDS`` at ``_TARGET``.
+_TARGET = [FIELDS.index(name) for name in FIELDS[2:]]
+_SOURCE = [_COLUMN[name] for name in FIELDS[2:]]
 
 
 @dataclass
@@ -160,9 +163,9 @@ def _large_moments(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.
         return torch.zeros(0, 4, device=plan.device)
     if all(f.dtype == torch.float32 for f in flats) and hasattr(torch, "_foreach_powsum"):
         # aminmax costs one read here; the squares of all tensors come from one multi-tensor call.
-        firsts = [value for f in flats for value in (*torch.aminmax(f), f.sum())]
-        squares = torch.stack(torch._foreach_powsum(flats, 2))
-        return torch.cat([torch.stack(firsts).view(-1, 3), squares[:, None]], 1)
+        squares = torch._foreach_powsum(flats, 2)
+        return torch.stack([value for f, square in zip(flats, squares)
+                            for value in (*torch.aminmax(f), f.sum(), square)]).view(-1, 4)
     return torch.stack([torch.stack([v.float() for v in _reductions(f)]) for f in flats])
 
 
@@ -225,8 +228,8 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
         per_run = per_run.index_select(0, plan.to_tensor_order)
     ranges = torch.maximum(previous_ranges, _quantized_range(per_run[:, :2].abs().amax(1)))
 
-    row_range = torch.where(ranges > 0, ranges, 1.0)[plan.rows]
-    flat_bin = torch.addcdiv(torch.ones((), device=sample.device), clean, row_range)  # sample / range + 1
+    row_range = torch.where(ranges > 0, ranges, 1.0).index_select(0, plan.rows)
+    flat_bin = torch.addcdiv(plan._one, clean, row_range)  # sample / range + 1
     flat_bin = flat_bin.mul_(bins / 2).floor_().clamp_(0, bins - 1).long().add_(plan.first_bins(bins))
     # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
     # and has no deterministic CUDA kernel. NaN/Inf elements add 0 (their weight is "finite").
@@ -253,8 +256,7 @@ def unpack(plan: SummaryPlan, packed: np.ndarray) -> Summary:
     (the NaN/Inf count left at 0: see :func:`finish`)."""
     fields = np.zeros((len(packed), len(FIELDS)), dtype=np.float64)
     fields[:, FIELDS.index("count")] = plan.numels
-    for name in ("min", "max", "sum", "sumsq", "sampled", "sample_zeros", "sample_sq", "delta_sq"):
-        fields[:, FIELDS.index(name)] = packed[:, _COLUMN[name]]
+    fields[:, _TARGET] = packed[:, _SOURCE]
     return Summary(fields, packed[:, len(_DEVICE_FIELDS):].astype(np.float32),
                    packed[:, _COLUMN["range"]].astype(np.float32))
 

@@ -62,6 +62,7 @@ class ParameterGroup:
         self._picture_rows = [i for i, kind in enumerate(kinds) if kind not in (None, "values")]
         self._weight_ranges = torch.zeros(len(params), device=self.device)
         self._grad_ranges = torch.zeros(len(params), device=self.device)
+        self._joint_ranges: torch.Tensor | None = None  # weights' then gradients' ranges, when current
         self._grad_plans: dict[tuple[int, ...], SummaryPlan] = {}
         self._before: torch.Tensor | None = None
         self._pending_grads: tuple[torch.Tensor, Any] | None = None
@@ -166,7 +167,8 @@ class ParameterGroup:
             grad_summary = self._pending_grads
             if grad_summary is None and all(p.grad is not None and not p.grad.is_sparse for p in params):
                 joint = True
-                ranges = torch.cat([self._weight_ranges, self._grad_ranges])
+                ranges = self._joint_ranges if self._joint_ranges is not None else \
+                    torch.cat([self._weight_ranges, self._grad_ranges])
                 packed_device = summarize(self._joint_plan, params + [p.grad for p in params], ranges,
                                           self.bins, self._before)
             elif grad_summary is None:
@@ -176,6 +178,8 @@ class ParameterGroup:
         if not joint:
             packed_device = summarize(self.plan, params, self._weight_ranges, self.bins, self._before)
         self._pending_grads = None
+        if not joint:  # the ranges of one side change alone: the joint ones are built again
+            self._joint_ranges = None
         parts = [packed_device.reshape(-1)]
         if grads_device is not None:
             parts.append(grads_device[0].reshape(-1))
@@ -190,9 +194,11 @@ class ParameterGroup:
             weights = Summary(both.fields[:count], both.counts[:count], both.ranges[:count])
             grad_summary = Summary(both.fields[count:], both.counts[count:], both.ranges[count:])
             self._weight_ranges, self._grad_ranges = ranges[:count], ranges[count:]
+            self._joint_ranges = ranges  # both, for the next joint capture: no concatenation
         else:
             weights, self._weight_ranges = finish(self.plan, params, packed_device, packed, self.bins, self._before)
-        weights.fields[self._not_stepped, FIELDS.index("delta_sq")] = np.nan
+        if self._not_stepped:
+            weights.fields[self._not_stepped, FIELDS.index("delta_sq")] = np.nan
         self._before, self._not_stepped = None, []
         if grads_device is not None:
             size = grads_device[0].numel()
