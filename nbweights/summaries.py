@@ -47,7 +47,7 @@ _DEVICE_FIELDS = ("min", "max", "sum", "sumsq", "sample_sq", "sampled", "sample_
 _COLUMN = {name: i for i, name in enumerate(_DEVICE_FIELDS)}
 #: Where :func:`unpack` copies the measured columns: from ``_SOURCE`` into ``FIELDS`` at ``_TARGET``.
 _TARGET = [FIELDS.index(name) for name in FIELDS[2:]]
-_SOURCE = [_COLUMN[name] for name in FIELDS[2:]]
+_SOURCE = np.array([_COLUMN[name] for name in FIELDS[2:]])
 
 
 @dataclass
@@ -265,8 +265,8 @@ def unpack(plan: SummaryPlan, packed: np.ndarray) -> Summary:
     """The :class:`Summary` held by the host copy of :func:`summarize`'s result, as measured
     (the NaN/Inf count left at 0: see :func:`finish`)."""
     fields = np.zeros((len(packed), len(FIELDS)), dtype=np.float64)
-    fields[:, FIELDS.index("count")] = plan.numels
-    fields[:, _TARGET] = packed[:, _SOURCE]
+    fields[:, FIELDS.index("count")] = plan.numel_array
+    fields[:, _TARGET] = packed.take(_SOURCE, 1)
     return Summary(fields, packed[:, len(_DEVICE_FIELDS):].astype(np.float32),
                    packed[:, _COLUMN["range"]].astype(np.float32))
 
@@ -282,9 +282,9 @@ def finish(plan: SummaryPlan, tensors: Sequence[torch.Tensor], packed_device: to
     """
     summary = unpack(plan, packed)
     fields, counts, ranges = summary.fields, summary.counts, summary.ranges
-    ranges_device = packed_device[:, _COLUMN["range"]]
-    broken = np.flatnonzero(~np.isfinite(packed[:, :4]).all(axis=1))
-    if len(broken):
+    ranges_device = packed_device.select(1, _COLUMN["range"])
+    if not np.isfinite(packed[:, :4]).all():
+        broken = np.flatnonzero(~np.isfinite(packed[:, :4]).all(axis=1))
         for row in broken:
             nonfinite, low, high, total, total_sq = _exact_finite_row(tensors[row])
             fields[row, 1:6] = nonfinite, low, high, total, total_sq

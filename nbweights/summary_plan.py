@@ -82,6 +82,7 @@ class SummaryPlan:
         lengths = [numels[i] if self.indices[i] is None else len(self.indices[i]) for i in order]
         self.run_lengths = lengths
         self.sample_length = sum(lengths)
+        self.numel_array = np.asarray(numels, dtype=np.float64)  # the count column of a summary
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
         self._spans = list(zip(starts[:-1], starts[1:]))
         self.whole_elements = sum(n for i, n in zip(order, lengths) if i in set(self.whole))
