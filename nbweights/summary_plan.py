@@ -36,6 +36,9 @@ def sample_indices(numel: int, sample_size: int | None, seed: int) -> torch.Tens
 #: Up to this many tensors, per-tensor reductions come from one slice each (a few
 #: microseconds); beyond it, from one segmented reduction over all of them.
 _FEW_RUNS = 16
+#: Runs this short on average get their min and max from one scatter over all elements (about
+#: 10 ns an element); longer ones from a reduction per run (about 4 us a run).
+_SHORT_RUN = 256
 
 
 class SummaryPlan:
@@ -79,6 +82,7 @@ class SummaryPlan:
         lengths = [numels[i] if self.indices[i] is None else len(self.indices[i]) for i in order]
         self.run_lengths = lengths
         self.sample_length = sum(lengths)
+        self.numel_array = np.asarray(numels, dtype=np.float64)  # the count column of a summary
         starts = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
         self._spans = list(zip(starts[:-1], starts[1:]))
         self.whole_elements = sum(n for i, n in zip(order, lengths) if i in set(self.whole))
@@ -114,6 +118,15 @@ class SummaryPlan:
         self._by_bins: dict[int, torch.Tensor] = {}
         self._no_update = torch.full((len(order), 1), float("nan"), device=device)
         self._no_before: dict[int, torch.Tensor] = {}
+        self._one = torch.ones((), device=device)
+        #: How each run's min and max are read: one scatter over every element ("scatter"),
+        #: one ``aminmax`` per run ("slices") or two multi-tensor calls ("foreach").
+        if self.sample_length <= _SHORT_RUN * len(order) or not hasattr(torch, "_foreach_max"):
+            self._min_max = "scatter"
+            self._run_of_element = torch.repeat_interleave(torch.arange(len(order)),
+                                                           torch.tensor(lengths, dtype=torch.long)).to(device)
+        else:
+            self._min_max = "slices" if len(order) <= _FEW_RUNS else "foreach"
 
     def first_bins(self, bins: int) -> torch.Tensor:
         """Index of the first histogram bin of each sample element's row, in a flat [T * bins]."""
@@ -132,8 +145,8 @@ class SummaryPlan:
 
     def run_sums(self, columns: torch.Tensor) -> torch.Tensor:
         """Sums of ``columns`` [k, sample elements] over each run: [runs, k], in run order."""
-        if len(self._spans) <= _FEW_RUNS:  # a slice per run beats one segmented reduction here
-            return torch.stack([columns[:, a:b].sum(1) for a, b in self._spans])
+        if len(self._spans) <= _FEW_RUNS:  # a view per run (one call) beats a segmented reduction here
+            return torch.stack([run.sum(1) for run in columns.split_with_sizes(self.run_lengths, 1)])
         if self._segment:
             try:  # reduces contiguous runs: about half the time of index_add_ on CPU
                 lengths = self._lengths.expand(len(columns), -1)
@@ -146,33 +159,21 @@ class SummaryPlan:
 
     def run_min_max(self, sample: torch.Tensor) -> torch.Tensor:
         """``[min, max]`` of each run of the sample: [runs, 2], in run order (0 for empty runs)."""
-        if hasattr(torch, "_foreach_max"):
-            # Two multi-tensor calls over views of the runs, whatever their number.
-            nonempty = self._nonempty_runs
-            runs = [torch.split(values, self.run_lengths) for values in (sample.neg(), sample)]
-            found = torch.stack([torch.stack(torch._foreach_max([part[r] for r in nonempty])) for part in runs], 1)
-            found[:, 0].neg_()
-        else:
-            found = torch.stack([self.per_row(sample, how) for how in ("min", "max")], 1).index_select(
-                0, self.order_index[self._nonempty_index])
-        if len(self._nonempty_runs) == len(self._spans):
+        if self._min_max == "scatter":  # an empty run keeps its 0
+            found = torch.zeros(2, len(self._spans), device=sample.device)
+            found[0].scatter_reduce_(0, self._run_of_element, sample, "amin", include_self=False)
+            found[1].scatter_reduce_(0, self._run_of_element, sample, "amax", include_self=False)
+            return found.T
+        runs = sample.split_with_sizes(self.run_lengths)
+        nonempty = self._nonempty_runs
+        if self._min_max == "slices":
+            found = torch.stack([value for r in nonempty for value in torch.aminmax(runs[r])]).view(-1, 2)
+        else:  # two multi-tensor calls over views of the runs, whatever their number
+            negated = sample.neg().split_with_sizes(self.run_lengths)
+            found = torch.stack(torch._foreach_max([negated[r] for r in nonempty])
+                                + torch._foreach_max([runs[r] for r in nonempty])).view(2, -1)
+            found[0].neg_()
+            found = found.T
+        if len(nonempty) == len(self._spans):
             return found
         return torch.zeros(len(self._spans), 2, device=sample.device).index_copy_(0, self._nonempty_index, found)
-
-    def per_row(self, values: torch.Tensor, how: str = "sum", whole_only: bool = False) -> torch.Tensor:
-        """``how`` ("sum", "min" or "max") of ``values`` (one per sample element) over each
-        tensor's run, in tensor order. With ``whole_only``, the result holds one value per
-        tensor of :attr:`whole`."""
-        if self._segment:
-            try:
-                reduced = torch.segment_reduce(values, how, lengths=self._lengths)
-                out = torch.empty_like(reduced).index_copy_(0, self.order_index, reduced)
-                return out.index_select(0, self.whole_index) if whole_only else out
-            except (RuntimeError, NotImplementedError):
-                self._segment = False
-        out = torch.zeros(len(self.numels), dtype=values.dtype, device=values.device)
-        if how == "sum":
-            out.index_add_(0, self.rows, values)
-        else:
-            out.scatter_reduce_(0, self.rows, values, "amin" if how == "min" else "amax", include_self=False)
-        return out.index_select(0, self.whole_index) if whole_only else out

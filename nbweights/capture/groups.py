@@ -28,9 +28,12 @@ def empty_summary(count: int, bins: int) -> Summary:
 
 
 @torch.no_grad()  # a decorator, not a with block: see summaries.take_sample
-def _to_host(parts: list[torch.Tensor], values: list[torch.Tensor], pictures: list) -> np.ndarray:
-    """The one synchronisation of a capture: summaries, small tensors whole and pictures."""
-    if values:
+def _to_host(parts: list[torch.Tensor], values: list[torch.Tensor] | torch.Tensor, pictures: list) -> np.ndarray:
+    """The one synchronisation of a capture: summaries, small tensors whole (or the part of the
+    sample that holds them, float32 already) and pictures."""
+    if isinstance(values, torch.Tensor):
+        parts.append(values)
+    elif values:
         flat = torch._C._nn.flatten_dense_tensors(values)
         parts.append((flat.abs() if flat.is_complex() else flat).float())
     parts.extend(data.reshape(-1) for _, _, data in pictures)
@@ -60,8 +63,13 @@ class ParameterGroup:
         kinds = [None if found is None else found[0] for found in (picture_of(p, limits) for p in params)]
         self._value_rows = [i for i, kind in enumerate(kinds) if kind == "values"]
         self._picture_rows = [i for i, kind in enumerate(kinds) if kind not in (None, "values")]
+        self._value_sizes = [params[i].numel() for i in self._value_rows]
+        #: Whether the sample starts with the "values" tensors whole: they are then read from it.
+        self._values_in_sample = bool(self._value_rows) and self._value_rows == self.plan.order[:len(
+            self._value_rows)] and set(self._value_rows) <= set(self.plan.whole)
         self._weight_ranges = torch.zeros(len(params), device=self.device)
         self._grad_ranges = torch.zeros(len(params), device=self.device)
+        self._joint_ranges: torch.Tensor | None = None  # weights' then gradients' ranges, when current
         self._grad_plans: dict[tuple[int, ...], SummaryPlan] = {}
         self._before: torch.Tensor | None = None
         self._pending_grads: tuple[torch.Tensor, Any] | None = None
@@ -161,50 +169,55 @@ class ParameterGroup:
         if params is None:
             return None
         count = len(params)
-        grad_summary, grads_device, joint = None, None, False
+        grad_summary, grads_device, plan, tensors, ranges = None, None, self.plan, params, self._weight_ranges
         if with_grads:
             grad_summary = self._pending_grads
-            if grad_summary is None and all(p.grad is not None and not p.grad.is_sparse for p in params):
-                joint = True
-                ranges = torch.cat([self._weight_ranges, self._grad_ranges])
-                packed_device = summarize(self._joint_plan, params + [p.grad for p in params], ranges,
-                                          self.bins, self._before)
+            grads = [p.grad for p in params]
+            if grad_summary is None and all(g is not None and not g.is_sparse for g in grads):
+                plan, tensors = self._joint_plan, params + grads
+                ranges = self._joint_ranges if self._joint_ranges is not None else \
+                    torch.cat([self._weight_ranges, self._grad_ranges])
             elif grad_summary is None:
                 grads_device = self._grads_on_device(params)
                 if grads_device is None:
                     grad_summary = empty_summary(count, self.bins)
-        if not joint:
-            packed_device = summarize(self.plan, params, self._weight_ranges, self.bins, self._before)
+        joint = plan is self._joint_plan
+        sample = take_sample(plan, tensors) if self._values_in_sample else None
+        packed_device = summarize(plan, tensors, ranges, self.bins, self._before, sample=sample)
         self._pending_grads = None
+        if not joint:  # the ranges of one side change alone: the joint ones are built again
+            self._joint_ranges = None
         parts = [packed_device.reshape(-1)]
         if grads_device is not None:
             parts.append(grads_device[0].reshape(-1))
         found = [(i, picture_of(params[i], self.limits)) for i in self._picture_rows]
         pictures = [(i, picture[0], picture[1]) for i, picture in found if picture is not None]
-        host = _to_host(parts, [params[i] for i in self._value_rows], pictures)
+        values = sample[:sum(self._value_sizes)] if sample is not None else [params[i] for i in self._value_rows]
+        host = _to_host(parts, values, pictures)
         offset = packed_device.numel()
         packed = host[:offset].reshape(len(packed_device), -1)
         if joint:
-            both, ranges = finish(self._joint_plan, params + [p.grad for p in params], packed_device, packed,
-                                  self.bins, self._before)
+            both, ranges = finish(plan, tensors, packed_device, packed, self.bins, self._before)
             weights = Summary(both.fields[:count], both.counts[:count], both.ranges[:count])
             grad_summary = Summary(both.fields[count:], both.counts[count:], both.ranges[count:])
             self._weight_ranges, self._grad_ranges = ranges[:count], ranges[count:]
+            self._joint_ranges = ranges  # both, for the next joint capture: no concatenation
         else:
-            weights, self._weight_ranges = finish(self.plan, params, packed_device, packed, self.bins, self._before)
-        weights.fields[self._not_stepped, FIELDS.index("delta_sq")] = np.nan
+            weights, self._weight_ranges = finish(plan, params, packed_device, packed, self.bins, self._before)
+        if self._not_stepped:
+            weights.fields[self._not_stepped, FIELDS.index("delta_sq")] = np.nan
         self._before, self._not_stepped = None, []
         if grads_device is not None:
             size = grads_device[0].numel()
             grad_summary = self._finish_grads(count, grads_device, host[offset:offset + size])
             offset += size
         kept = []
-        for i in self._value_rows:
-            size = params[i].numel()
+        for i, size in zip(self._value_rows, self._value_sizes):
             kept.append((i, "values", host[offset:offset + size].reshape(params[i].shape)))
             offset += size
         for i, kind, data in pictures:
             kept.append((i, kind, host[offset:offset + data.numel()].reshape(data.shape)))
             offset += data.numel()
-        kept.sort(key=lambda item: item[0])
+        if pictures:  # the values alone are in row order already
+            kept.sort(key=lambda item: item[0])
         return weights, grad_summary, kept

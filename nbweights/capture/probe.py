@@ -7,7 +7,7 @@ training flag is restored afterwards, so training goes on exactly as without it.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -38,15 +38,16 @@ def _feature_maps(output: Any, channels: int) -> torch.Tensor | None:
 def unchanged(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
     """Evaluation mode and a forked random state while inside; every module's training flag
     restored on leaving, so that what runs inside leaves training as it was."""
-    training = {module: module.training for module in model.modules()}
+    modules = list(model.modules())
+    flags = [module.training for module in modules]
     devices = [inputs.device.index or 0] if inputs.device.type == "cuda" else []
-    try:
+    with ExitStack() as restore:
+        # The flags go back by one call registered before any changes, made as the block ends
+        # however it ends: no line of ours runs in between for an interrupt to land on.
+        restore.callback(list, map(setattr, modules, ["training"] * len(modules), flags))
         with torch.random.fork_rng(devices=devices):
             model.eval()
             yield
-    finally:
-        for module, flag in training.items():
-            module.training = flag
 
 
 @torch.no_grad()  # a decorator, not a with block: see summaries.take_sample

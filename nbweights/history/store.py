@@ -214,12 +214,7 @@ class History(LessonRecords):
         """Keep a probe input's feature maps [channels, height, width] of one module at a step."""
         with np.errstate(over="ignore"):
             maps = maps.astype(np.float16)
-        timeline = self._feature_maps.setdefault(module, Timeline())  # observers look it up
-        try:
-            self._append(timeline, step, picture=True, data=maps)
-        finally:  # kept only once it holds a row, even if interrupted
-            if not len(timeline):
-                self._feature_maps.pop(module, None)
+        self._append_kept(self._feature_maps, module, None, step, picture=True, data=maps)
 
     @property
     def feature_map_names(self) -> list[str]:
@@ -237,14 +232,11 @@ class History(LessonRecords):
     def record_picture(self, name: str, step: int, kind: str, array: np.ndarray) -> None:
         """Keep a bounded copy of a parameter at a step (see :class:`Picture` for the kinds)."""
         kind, timeline = self._pictures.get(name) or (kind, Timeline())
-        with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
-            stored = array.astype(np.float32 if kind == "values" else np.float16)
-        self._pictures.setdefault(name, (kind, timeline))  # the observers (run_dir) look it up
-        try:
-            self._append(timeline, step, picture=True, data=stored)
-        finally:  # kept only once it holds a row, even if interrupted
-            if not len(timeline):
-                self._pictures.pop(name, None)
+        stored, dtype = array, np.float32 if kind == "values" else np.float16
+        if array.dtype != dtype:  # the append copies the row: a cast first only to another dtype
+            with np.errstate(over="ignore"):  # beyond float16's 65504 a picture shows +-inf: fine
+                stored = array.astype(dtype)
+        self._append_kept(self._pictures, name, (kind, timeline), step, picture=True, data=stored)
 
     def log(self, step: int, **values: float) -> None:
         """Record metrics (loss, accuracy...) at a step."""
@@ -253,17 +245,26 @@ class History(LessonRecords):
                 number = float(value)
             except (TypeError, ValueError):
                 raise TypeError(f"log() takes numbers, got {name}={value!r}") from None
-            timeline = self._metrics.setdefault(name, Timeline())  # observers look it up
-            try:
-                self._append(timeline, step, value=np.float64(number))
-            finally:  # kept only once it holds a row, even if interrupted
-                if not len(timeline):
-                    self._metrics.pop(name, None)
+            self._append_kept(self._metrics, name, None, step, value=np.float64(number))
 
     # ----- internals ----------------------------------------------------------------------
     def _timelines(self) -> list[Timeline]:
         return [*self._summaries.values(), *(t for _, t in self._pictures.values()), *self._metrics.values(),
                 *self._feature_maps.values(), *self._lesson_timelines()]
+
+    def _append_kept(self, stores: dict, key: str, entry: tuple | None, step: int, picture: bool = False,
+                     **row: np.ndarray) -> None:
+        """Append a row to the store under ``key`` (``entry``, or a new timeline, if none is yet);
+        a new store is registered (the observers look it up) only while it holds a row, even if
+        an interrupt lands anywhere here."""
+        entry = stores[key] if key in stores else Timeline() if entry is None else entry
+        timeline = entry[1] if isinstance(entry, tuple) else entry
+        try:
+            stores.setdefault(key, entry)
+            self._append(timeline, step, picture, **row)
+        finally:
+            if not len(timeline):
+                stores.pop(key, None)
 
     def _append(self, timeline: Timeline, step: int, picture: bool = False, **row: np.ndarray) -> None:
         """Append a row; a full store first grows within ``max_bytes``, others giving way. When
