@@ -98,11 +98,14 @@ def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     row = options[3][1]
     dashboard.overview.open.value = row
     assert dashboard.selected == row and dashboard.dropdown.value == watcher.history.names[row]
-    # The update-ratio curves' log axis is labelled at powers of ten within its domain only.
+    # The update-ratio curves' log axis is labelled within its domain only, at powers of ten (and
+    # 2 and 5 times them over less than two decades), in short labels ("2e-4").
     axis, scale = dashboard.overview.curves.axes[1], dashboard.overview.curves.axes[1].scale
     ticks = np.asarray(axis.tick_values)
     assert len(ticks) >= 2 and ((ticks >= scale.min) & (ticks <= scale.max)).all(), (ticks, scale.min, scale.max)
-    assert np.allclose(np.log10(ticks), np.round(np.log10(ticks)), atol=1e-5)  # 1e-5 ... 1e-2 here
+    mantissas = ticks / 10.0 ** np.floor(np.log10(ticks) + 1e-6)
+    assert np.isin(np.round(mantissas, 3), [1, 2, 3, 5]).all(), ticks
+    assert axis.tick_format == "~e"
 
 
 def test_max_fps_is_checked_by_the_setter_as_by_the_constructor():

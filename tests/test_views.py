@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 import logging
 import struct
 import threading
@@ -112,6 +113,22 @@ def test_a_view_redrawn_by_its_control_waits_while_a_capture_writes_the_history(
         assert not toggled.wait(0.3), "the view redrew while the history was being written"
     assert toggled.wait(10) and type(view.current.scales["y"]).__name__ == "LogScale"
     thread.join()
+
+
+def test_long_names_are_cut_in_the_middle_to_fit_a_figure_title():
+    from nbweights.views.figures import TITLE_CHAR_PIXELS, fit_title
+    long = "blocks.layers.11.self_attn.out_proj.weight (values)"
+    cut = fit_title(long, 320)
+    assert len(cut) * TITLE_CHAR_PIXELS <= 320 < len(long) * TITLE_CHAR_PIXELS
+    head, tail = cut.split("…")  # block and layer at the start, parameter and what is drawn at the end
+    assert long.startswith(head) and long.endswith(tail) and head.startswith("blocks.layers.11")
+    assert tail.endswith("weight (values)")
+    assert fit_title("conv.weight (values)") == "conv.weight (values)"
+    name = "a_rather_long_block_name_for_one_layer"
+    _, dashboard, _ = watched(nn.Sequential(OrderedDict([(name, nn.Linear(4, 2))])))
+    figures = [v.figure for v in dashboard.panel(f"{name}.weight").curves if hasattr(v, "figure")]
+    assert len(figures) >= 3 and any("…" in f.title for f in figures), [f.title for f in figures]
+    assert all(len(f.title) * TITLE_CHAR_PIXELS <= float(f.layout.width.rstrip("px")) for f in figures)
 
 
 def test_round_ticks_never_repeat_and_steps_are_whole():

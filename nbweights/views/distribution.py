@@ -55,7 +55,7 @@ class DistributionView(View):
                                   opacities=[0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0],
                                   fill_opacities=[0.15, 0.3, 0.45, 0.45, 0.3, 0.15, 0.0],
                                   labels=[f"p{p}" for p in PERCENTILES])
-        self.figure = figure([self.bands], x_scale, y_scale, f"{name} (min, 7-16-50-84-93 %, max)",
+        self.figure = figure([self.bands], x_scale, y_scale, f"{name} (percentile bands)",
                              "step", "value", "nbw-distribution-figure")
         super().__init__(self.figure)
 

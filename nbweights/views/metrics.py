@@ -7,7 +7,7 @@ import numpy as np
 
 from .colors import BLUE
 from .base import View, ViewOptions
-from .figures import figure, finite_range, float32, nice_ticks, set_ticks, step_ticks, thin_indices
+from .figures import figure, finite_range, fit_title, float32, nice_ticks, set_ticks, step_ticks, thin_indices
 
 #: Points per curve at most (older steps thinned evenly, the latest kept).
 MAX_POINTS = 400
@@ -52,7 +52,7 @@ class MetricsView(View):
             lines = self._curve(name)
             title = name if finite.all() else f"{name} ({int((~finite).sum())} NaN/inf not drawn)"
             if self.figures[name].title != title:
-                self.figures[name].title = title
+                self.figures[name].title = fit_title(title)
             x, y = x[finite], y[finite]
             if not len(y):
                 continue

@@ -108,7 +108,7 @@ class OverviewView(View):
         self.reference = bqplot.Lines(scales={"x": cx, "y": cy}, colors=[GREY], line_style="dashed")
         self.curves = figure([self.band, self.median, self.shown, self.reference], cx, cy,
                              "update ratio ‖Δw‖/‖w‖ per step", "step", "update ratio", "nbw-update-ratio-figure",
-                             width=CURVE_WIDTH)
+                             width=CURVE_WIDTH, y_format="~e")  # "2e-4": "0.0002" ran into the axis label
         # The legend under the figure: a title that said it all was clipped at the figure's width.
         legend = widgets.HTML(text("blue: median of the weight matrices · grey: their 10–90 % band · "
                                    "orange: the tensor shown · dashed: 1e-3"),

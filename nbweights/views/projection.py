@@ -6,7 +6,7 @@ import bqplot
 import numpy as np
 
 from .base import View, ViewOptions
-from .figures import figure, float32, nice_ticks, set_ticks
+from .figures import figure, fit_title, float32, nice_ticks, set_ticks
 
 
 class ProjectionView(View):
@@ -57,7 +57,7 @@ class ProjectionView(View):
             for scale in (self.scatter.scales["x"], self.scatter.scales["y"]):
                 if (scale.min, scale.max) != (-limit, limit):
                     scale.min, scale.max = -limit, limit
-        self.figure.title = f"{self.name}: {len(coords)} units by PCA, step {int(steps[last - 1])}"
+        self.figure.title = fit_title(f"{self.name}: {len(coords)} units by PCA, step {int(steps[last - 1])}")
         ticks = nice_ticks(-limit, limit)
         set_ticks(self.figure.axes[0], ticks)
         set_ticks(self.figure.axes[1], ticks)

@@ -9,7 +9,7 @@ import numpy as np
 from ..history.timeline import rows_through
 
 from .base import View, ViewOptions
-from .figures import figure, finite_range, float32, nice_ticks, set_ticks, step_ticks, thin_indices
+from .figures import figure, finite_range, fit_title, float32, nice_ticks, set_ticks, step_ticks, thin_indices
 
 #: Lines drawn at most, and steps per line at most (older steps thinned evenly).
 MAX_LINES = 32
@@ -77,7 +77,7 @@ class TrajectoriesView(View):
                 shape = arrays.shape[1:]
                 self.lines.labels = [str([int(k) for k in np.unravel_index(i, shape)]) for i in indices]
                 self._indices = indices
-                self.figure.title = f"{self.name}: {len(indices)} of {numel} weights"
+                self.figure.title = fit_title(f"{self.name}: {len(indices)} of {numel} weights", 400)
             self.lines.x, self.lines.y = x, y
         x_axis, y_axis = self.figure.axes
         set_ticks(x_axis, step_ticks(x))
