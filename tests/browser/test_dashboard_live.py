@@ -91,13 +91,18 @@ class Live:
         self.dash.wait_title(f"{parameter} (values)")
 
 
+def opened_with_dashboard(server, page, name: str, screenshot_dir) -> tuple[NotebookUI, DashboardUI]:
+    """This module's notebook written as ``name`` and opened, its first cell run: the dashboard drawn."""
+    server.write_notebook(name, CELLS)
+    nb = NotebookUI(page, server, name, ui="lab", screenshot_dir=screenshot_dir).open(90)
+    nb.run_cell_and_wait(0, timeout=120)
+    return nb, DashboardUI(nb, 0).wait_drawn(60)
+
+
 @pytest.fixture(scope="module")
 def live(jupyter_server, module_page, screenshot_dir):
     page, console = module_page
-    jupyter_server.write_notebook(NOTEBOOK, CELLS)
-    nb = NotebookUI(page, jupyter_server, NOTEBOOK, ui="lab", screenshot_dir=screenshot_dir).open(90)
-    nb.run_cell_and_wait(0, timeout=120)
-    dash = DashboardUI(nb, 0).wait_drawn(60)
+    nb, dash = opened_with_dashboard(jupyter_server, page, NOTEBOOK, screenshot_dir)
     yield Live(nb, dash, console, jupyter_server)
     jupyter_server.shutdown_kernels()
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 import pytest
-from jupyter_harness import DashboardUI, NotebookUI
-from test_dashboard_live import CELLS, LONG_RUN, SHORT_RUN, STOP_FILE, eventually
+from jupyter_harness import DashboardUI
+from test_dashboard_live import LONG_RUN, SHORT_RUN, STOP_FILE, eventually, opened_with_dashboard
 
 pytestmark = pytest.mark.browser
 
@@ -22,10 +22,7 @@ NOTEBOOK = "view_controls_live.ipynb"
 @pytest.fixture(scope="module")
 def controls(jupyter_server, module_page, screenshot_dir):
     page, console = module_page
-    jupyter_server.write_notebook(NOTEBOOK, CELLS)
-    nb = NotebookUI(page, jupyter_server, NOTEBOOK, ui="lab", screenshot_dir=screenshot_dir).open(90)
-    nb.run_cell_and_wait(0, timeout=120)
-    dash = DashboardUI(nb, 0).wait_drawn(60)
+    nb, dash = opened_with_dashboard(jupyter_server, page, NOTEBOOK, screenshot_dir)
     nb.run_cell_and_wait(SHORT_RUN, timeout=60)
     dash.select("conv.weight")
     dash.wait_title("conv.weight (values)")
