@@ -34,6 +34,12 @@ def _feature_maps(output: Any, channels: int) -> torch.Tensor | None:
     return maps
 
 
+def _set_training(modules: list[nn.Module], flags: list[bool]) -> None:
+    """Give each module its training flag back."""
+    for module, flag in zip(modules, flags):
+        module.training = flag
+
+
 @contextmanager
 def unchanged(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
     """Evaluation mode and a forked random state while inside; every module's training flag
@@ -44,7 +50,7 @@ def unchanged(model: nn.Module, inputs: torch.Tensor) -> Iterator[None]:
     with ExitStack() as restore:
         # The flags go back by one call registered before any changes, made as the block ends
         # however it ends: no line of ours runs in between for an interrupt to land on.
-        restore.callback(list, map(setattr, modules, ["training"] * len(modules), flags))
+        restore.callback(_set_training, modules, flags)
         with torch.random.fork_rng(devices=devices):
             model.eval()
             yield
