@@ -76,29 +76,36 @@ def test_histogram_bars_are_the_known_counts():
     assert view.current.x[35] == pytest.approx((35 / 32) - 1) and len(view.current.x) == 65  # bin edges
     assert "weight" in view.figure.title and view.figure.axes[1].label == "count of elements"
     # Counts start at 0: no padding below the scale's min (bqplot pads it: ticks "-233", "-0.417").
-    x_axis, y_axis = view.figure.axes
-    assert view.figure.padding_y == 0 and view.linear_scale.min == 0
+    x_axis, y_axis, log_axis = view.figure.axes
     assert np.asarray(y_axis.tick_values).tolist() == [0, 1, 2, 3, 4, 5] or \
         np.asarray(y_axis.tick_values).tolist() == [0, 2, 4]  # whole counts, round steps
     assert y_axis.tick_format == "~s" and x_axis.tick_format == ".3~g"
     assert np.asarray(x_axis.tick_values).tolist() == pytest.approx([-1, -0.5, 0, 0.5, 1])
-    sent = []  # what each state message carries: a zero never meets the log scale in the browser
-    for widget in (view.first, view.current, y_axis):
+    assert not log_axis.visible and y_axis.visible
+    # The browser gives a mark or an axis a new scale badly (ticks at NaN, zeros on a log scale):
+    # "log count" shows other lines and another axis, and nothing ever changes scale.
+    log_lines = [m for m in view.figure.marks if m.scales["y"] is view.log_scale]
+    linear_lines = [m for m in view.figure.marks if m.scales["y"] is view.linear_scale]
+    sent = []
+    for widget in (*view.figure.marks, y_axis, log_axis, view.log_scale):
         def record(key=None, _widget=widget, _send=widget.send_state):
-            sent.append((_widget, {key} if isinstance(key, str) else set(key or ()), _widget.get_state(key)))
+            sent.append((_widget, _widget.get_state(key)))
             return _send(key)
         widget.send_state = record
     view.log_toggle.value = True
-    switched = [(w, state) for w, keys, state in sent if "scales" in keys or "scale" in keys]
-    assert len(switched) == 3, [keys for _, keys, _ in sent]
-    for widget, state in switched:
-        if widget is y_axis:  # its scale and its ticks in one message, no 0 tick
-            assert "tick_values" in state and 0 not in np.frombuffer(state["tick_values"]["value"], np.float32)
-        else:  # each line's scale and heights in one message, none below the log floor
-            assert "y" in state and np.frombuffer(state["y"]["value"], np.float32).min() >= 0.5
-    assert type(view.current.scales["y"]).__name__ == "LogScale" and view.log_scale.min == 0.5
+    assert view.current in log_lines and type(view.current.scales["y"]).__name__ == "LogScale"
+    assert [m.visible for m in log_lines] == [True, True] and [m.visible for m in linear_lines] == [False, False]
+    assert log_axis.visible and not y_axis.visible and view.log_scale.min == 0.5 and view.log_scale.max == 5
     assert np.asarray(view.current.y)[0] == 0.5  # empty bins sit on the log axis floor
-    assert np.asarray(y_axis.tick_values).tolist() == [1, 2, 5]  # from 1 (largest count 5): 1, 2, 5
+    assert np.asarray(log_axis.tick_values).tolist() == [1, 2, 5]  # from 1 (largest count 5): 1, 2, 5
+    view.log_toggle.value = False
+    assert view.current in linear_lines and np.asarray(view.current.y)[0] == 0 and y_axis.visible
+    assert not any("scales" in state or "scale" in state for _, state in sent)
+    for widget, state in sent:  # what the log scale's lines and axis hold is drawable on it
+        if widget in log_lines and "y" in state:
+            assert np.frombuffer(state["y"]["value"], np.float32).min() >= 0.5
+        if widget is log_axis and "tick_values" in state:
+            assert np.frombuffer(state["tick_values"]["value"], np.float32).min() >= 1
 
 
 def test_a_view_redrawn_by_its_control_waits_while_a_capture_writes_the_history():
