@@ -120,6 +120,7 @@ class SummaryPlan:
             torch.tensor(np.argsort(order), dtype=torch.long, device=device)
         self._run_numels = torch.tensor([numels[i] for i in order], dtype=torch.float32, device=device)
         self._nonempty_runs = [r for r, n in enumerate(lengths) if n > 0]
+        self._whole_runs = [i in set(self.whole) for i in order]
         self._nonempty_index = torch.tensor(self._nonempty_runs, dtype=torch.long, device=device)
         # segment_reduce checks its lengths on the host: a sync per call on CUDA, so CPU only.
         self._segment = hasattr(torch, "segment_reduce") and self.device.type == "cpu"
@@ -179,7 +180,8 @@ class SummaryPlan:
         return out.T.index_select(0, self.order_index)
 
     def run_min_max(self, sample: torch.Tensor) -> torch.Tensor:
-        """``[min, max]`` of each run of the sample: [runs, 2], in run order (0 for empty runs)."""
+        """``[min, max]`` of each run of the sample: [runs, 2], in run order (0 for empty runs;
+        possibly 0 for the runs of large tensors, whose exact min and max are read apart)."""
         if self._min_max == "scatter":  # an empty run keeps its 0
             found = torch.zeros(2, len(self._spans), device=sample.device)
             found[0].scatter_reduce_(0, self._run_of_element, sample, "amin", include_self=False)
@@ -187,8 +189,10 @@ class SummaryPlan:
             return found.T
         runs = sample.split_with_sizes(self.run_lengths)
         nonempty = self._nonempty_runs
-        if self._min_max == "slices":
-            found = torch.stack([value for r in nonempty for value in torch.aminmax(runs[r])]).view(-1, 2)
+        if self._min_max == "slices":  # one aminmax per whole tensor's run, 0 for the others
+            zeros = (self._zero, self._zero)
+            return torch.stack([value for r, whole in enumerate(self._whole_runs)
+                                for value in (torch.aminmax(runs[r]) if whole else zeros)]).view(-1, 2)
         else:  # two multi-tensor calls over views of the runs, whatever their number
             negated = sample.neg().split_with_sizes(self.run_lengths)
             found = torch.stack(torch._foreach_max([negated[r] for r in nonempty])
