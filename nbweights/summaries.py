@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .summary_plan import SummaryPlan, sample_indices
+from .summary_plan import SummaryPlan, end_to_end, sample_indices
 
 __all__ = ["FIELDS", "Summary", "SummaryPlan", "add_implicit_zeros", "derived_stats", "finish",
            "histogram_edges", "merge", "readable", "sample_indices", "summarize", "take_sample", "unpack"]
@@ -126,7 +126,7 @@ def take_sample(plan: SummaryPlan, tensors: Sequence[torch.Tensor]) -> torch.Ten
         return torch.zeros(0, device=plan.device)
     # One C++ call lays consecutive whole tensors end to end: no Python op per tensor;
     # index_select: about half the time of flat[idx] (advanced indexing) for a 1-D gather.
-    parts = [torch._C._nn.flatten_dense_tensors([tensors[i] for i in piece]) if isinstance(piece, list)
+    parts = [end_to_end([tensors[i] for i in piece]) if isinstance(piece, list)
              else _flat(tensors[piece]).index_select(0, plan.indices[piece]) for piece in plan._pieces]
     # A copy, always (one whole tensor flattens to a view): a before-sample must not follow
     # the weights through the optimizer step.
@@ -207,14 +207,14 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
     finite = sample == clean  # False exactly where NaN or +-Inf
     # The sum is of the raw sample: a NaN/Inf in a whole tensor shows as a non-finite sum,
     # which tells finish() to read that tensor again. Each run is reduced apart: no spill.
-    columns = [sample, clean * clean, finite, sample == 0]
+    columns = [sample, clean * clean, finite, sample == plan._zero]
     measured = before_sample is not None and 0 < len(before_sample) <= plan.sample_length
     if measured:
         covered = len(before_sample)
         if covered == plan.sample_length:
-            change = torch.where(finite, sample - before_sample, 0.0)
+            change = torch.where(finite, sample - before_sample, plan._zero)
         else:  # a plan of weights then gradients: the gradients measure no update
-            change = torch.cat([torch.where(finite[:covered], sample[:covered] - before_sample, 0.0),
+            change = torch.cat([torch.where(finite[:covered], sample[:covered] - before_sample, plan._zero),
                                 plan.unmeasured(covered)[0]])
         columns.append(change * change)
     stacked = torch.stack(columns)
@@ -227,7 +227,7 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
     elif covered == plan.sample_length:
         parts = [sums[:, 1:]]
     else:
-        parts = [sums[:, 1:4], torch.where(plan.unmeasured(covered)[1], sums[:, 4:5], float("nan"))]
+        parts = [sums[:, 1:4], torch.where(plan.unmeasured(covered)[1], sums[:, 4:5], plan._nan)]
     per_run = torch.cat([plan.run_min_max(sample), sums[:, :2], *parts], 1)
     if plan.large:
         large = _large_moments(plan, tensors)
@@ -238,9 +238,9 @@ def _summarize(plan: SummaryPlan, tensors: Sequence[torch.Tensor], previous_rang
         per_run = per_run.index_select(0, plan.to_tensor_order)
     ranges = torch.maximum(previous_ranges, _quantized_range(per_run[:, :2].abs().amax(1)))
 
-    row_range = torch.where(ranges > 0, ranges, 1.0).index_select(0, plan.rows)
+    row_range = torch.where(ranges > plan._zero, ranges, plan._one).index_select(0, plan.rows)
     flat_bin = torch.addcdiv(plan._one, clean, row_range)  # sample / range + 1
-    flat_bin = flat_bin.mul_(bins / 2).floor_().clamp_(0, bins - 1).long().add_(plan.first_bins(bins))
+    flat_bin = flat_bin.mul_(plan.half_bins(bins)).floor_().clamp_(0, bins - 1).long().add_(plan.first_bins(bins))
     # scatter_add_, not bincount: bincount reads its input's max on the host (a sync on CUDA)
     # and has no deterministic CUDA kernel. NaN/Inf elements add 0 (their weight is "finite").
     counts = torch.zeros(count, bins, device=sample.device)

@@ -365,6 +365,18 @@ def test_a_replaced_parameter_is_recorded_by_name(caplog):
     assert len(said) == 1 and "0.weight" in said[0].getMessage()
 
 
+def test_replacements_of_one_size_are_each_recorded_though_the_old_one_is_freed():
+    # The per-capture layout check compares ids of weak references: a freed parameter's id may
+    # be reused by its replacement, a live weak reference's id may not.
+    model = nn.Linear(3, 2)
+    w = nbw.watch(model, every=1)
+    for value in range(1, 6):
+        model.weight = nn.Parameter(torch.full((2, 3), float(value)))  # the previous one is freed
+        w.snapshot()
+        assert w.history.stats("weight")["mean"][-1] == value
+    w.close()
+
+
 def test_a_parameter_that_went_away_is_said_once(caplog):
     model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
     w = nbw.watch(model, every=1)

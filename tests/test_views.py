@@ -209,6 +209,38 @@ def test_percentiles_from_a_hand_computed_histogram():
     assert lines[:, 0] == pytest.approx([-0.8, 0.0, 1 / 3, 0.9])
 
 
+def test_a_long_run_distribution_reads_only_the_steps_it_draws():
+    # 400 recorded steps, 160 drawn: histograms() and stats() read those rows, and the rows read
+    # are those of the whole series at the same indices.
+    history = nbw.watch(nn.Linear(3, 2), every=1).history
+    for step in range(1, 400):
+        history.record("weight", step, history_summary(step))
+    keep = np.array([0, 7, 399])
+    steps, ranges, counts = history.histograms("weight", rows=keep)
+    all_steps, all_ranges, all_counts = history.histograms("weight")
+    assert steps.tolist() == [0, 7, 399] and np.array_equal(ranges, all_ranges[keep])
+    assert np.array_equal(counts, all_counts[keep]) and counts[2].sum() == pytest.approx(6.0)
+    assert history.stats("weight", rows=keep)["max"].tolist() == history.stats("weight")["max"][keep].tolist()
+    calls = []
+    real = history.histograms
+    history.histograms = lambda *args, **kw: calls.append(len(kw["rows"])) or real(*args, **kw)
+    view = DistributionView("weight", ViewOptionsForTest())
+    view.draw(history, None)
+    assert calls == [160] and np.asarray(view.bands.x)[[0, -1]].tolist() == [0, 399]
+
+
+def history_summary(step: int):
+    """A summary of the two watched tensors of nn.Linear(3, 2): their max is the step."""
+    from nbweights.summaries import FIELDS, Summary
+    fields = np.zeros((2, len(FIELDS)))
+    fields[:, FIELDS.index("count")] = [6, 2]
+    fields[:, FIELDS.index("max")] = step
+    fields[:, FIELDS.index("sampled")] = [6, 2]
+    counts = np.zeros((2, 64), np.float32)
+    counts[:, 40] = [6, 2]
+    return Summary(fields, counts, np.full(2, 2.0, np.float32))
+
+
 def test_distribution_bands_are_monotone_and_match_the_weights():
     model = nn.Linear(10, 10, bias=False)
     values = torch.linspace(-1, 1, 100)

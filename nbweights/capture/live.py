@@ -35,6 +35,18 @@ def _same(a: Layout | None, b: Layout | None) -> bool:
     return (a is None) == (b is None) and (a is None or (a[0]() is b[0]() and a[1:] == b[1:]))
 
 
+def _key(params: Sequence[nn.Parameter | None]) -> tuple:
+    """The parameters' layouts in one tuple that compares in one go, a parameter by the id of
+    its weak reference: ``weakref.ref(p)`` hands back the one that exists already, and those of
+    the kept layout stay alive, so an equal id is the same parameter and a new one a new id."""
+    return tuple([None if p is None else (id(weakref.ref(p)), p.numel(), p.device, p.dtype) for p in params])
+
+
+def _held(owner: tuple[weakref.ref, str]) -> nn.Parameter | None:
+    module = owner[0]()
+    return None if module is None else module._parameters.get(owner[1])
+
+
 class LiveParameters:
     """The groups of the watched names, rebuilt when the model changes under them.
 
@@ -50,6 +62,7 @@ class LiveParameters:
         self.grad_handles: list[Any] = []
         self._gradient_hook = gradient_hook
         self._layout: list[Layout | None] | None = None
+        self._layout_key: tuple | None = None  # _key(self._layout), what each sync compares
         self._owners: list[tuple[weakref.ref, str] | None] = []
         self._syncs = 0
         self._synced_step: int | None = None
@@ -98,11 +111,11 @@ class LiveParameters:
         self._syncs += 1
         if self._syncs % FULL_LOOKUP_EVERY == 0:
             self._find_owners(model)
-        live, layout = self._lookup()
-        if self._layout is not None and all(_same(a, b) for a, b in zip(layout, self._layout)):
+        if self._layout is not None and _key(self._lookup()) == self._layout_key:
             return bool(self.groups)
         self._find_owners(model)  # something changed: look every name up in the model again
-        live, layout = self._lookup()
+        live = self._lookup()
+        layout = [_layout(p) for p in live]
         for name, now, before in zip(self.names, layout, self._layout or layout):
             if before is not None and now is None:
                 record_failure(self.failures, name, LookupError(f"the model has no parameter {name!r} any more"),
@@ -115,7 +128,7 @@ class LiveParameters:
                 if now is not None and before is not None and not _same(now, before):
                     record_failure(self.failures, name, RuntimeError("changed under a distributed watch"),
                                    step, "following the parameter")
-            self._layout = layout
+            self._set_layout(layout)
             return bool(self.groups)
         self._build(live)
         return bool(self.groups)
@@ -134,18 +147,18 @@ class LiveParameters:
                           else None)
         self._owners = owners
 
-    def _lookup(self) -> tuple[list[nn.Parameter | None], list[Layout | None]]:
-        """The parameter now held under each name, through its owner module, and its layout."""
-        found = []
-        for owner in self._owners:
-            module = None if owner is None else owner[0]()
-            found.append(None if module is None else module._parameters.get(owner[1]))
-        return found, [_layout(p) for p in found]
+    def _lookup(self) -> list[nn.Parameter | None]:
+        """The parameter now held under each name, through its owner module."""
+        return [None if owner is None else _held(owner) for owner in self._owners]
+
+    def _set_layout(self, layout: list[Layout | None]) -> None:
+        self._layout = layout
+        self._layout_key = _key([None if entry is None else entry[0]() for entry in layout])
 
     def _build(self, live: Sequence[nn.Parameter | None]) -> None:
         kept = [row for row, p in enumerate(live) if p is not None and self.names[row] not in self._excluded]
         self.groups = self._split([(self.names[r], live[r]) for r in kept], kept) if kept else []
-        self._layout = [_layout(p) for p in live]
+        self._set_layout([_layout(p) for p in live])
         self.set_gradient_hook(self._gradient_hook)  # on the parameters now in the model
 
     # ----- running the groups, contained ----------------------------------------------------

@@ -82,19 +82,20 @@ class History(LessonRecords):
         self._check_name(name, of)
         return self._summaries[of].steps.copy()
 
-    def stats(self, name: str, of: str = "weight") -> dict[str, np.ndarray]:
+    def stats(self, name: str, of: str = "weight", rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """One value per recorded step of min, max, mean, std, norm, zero_fraction, nonfinite,
         update_ratio (NaN where not measured), and count; activations add dead_fraction and
-        saturated_fraction."""
+        saturated_fraction. ``rows``: indices of the recorded steps to read (None: all)."""
         row = self._check_name(name, of)
         timeline = self._summaries[of]
         if not len(timeline):
             return {key: np.zeros(0) for key in derived_stats(np.zeros((0, len(FIELDS))))}
-        fields = timeline.column("fields")[:, row, :]
+        pick = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+        fields = timeline.column("fields")[pick, row, :]
         stats = derived_stats(fields)
         stats["count"] = fields[:, FIELDS.index("count")].copy()
         if "extra" in timeline.column_names:
-            units, dead, saturated = np.moveaxis(timeline.column("extra")[:, row, :], -1, 0)
+            units, dead, saturated = np.moveaxis(timeline.column("extra")[pick, row, :], -1, 0)
             with np.errstate(divide="ignore", invalid="ignore"):
                 stats["dead_fraction"] = dead / units
             stats["saturated_fraction"] = saturated.copy()
@@ -119,34 +120,30 @@ class History(LessonRecords):
         the capture's sample, scaled up from the sample for larger ones. NaN/Inf are not in any
         bin; ``stats(name)["nonfinite"]`` counts them.
         """
-        row = self._check_name(name, of)
-        timeline = self._summaries[of]
-        index = timeline.index_at(step)
-        fields = timeline.column("fields")[index, row]
-        counts = timeline.column("counts")[index, row].astype(np.float64)
-        finite = fields[FIELDS.index("count")] - fields[FIELDS.index("nonfinite")]
-        sampled = fields[FIELDS.index("sampled")]
-        if sampled > 0:
-            counts = counts * (finite / sampled)
-        return histogram_edges(timeline.column("ranges")[index, row], self.bins), counts
+        self._check_name(name, of)
+        _, ranges, counts = self.histograms(name, of, rows=[self._summaries[of].index_at(step)])
+        return histogram_edges(ranges[0], self.bins), counts[0]
 
-    def histograms(self, name: str, of: str = "weight") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, ranges, counts)`` of every recorded step at once, counts [T, bins] scaled as
-        in :meth:`histogram`, step t's bins spanning ``[-ranges[t], ranges[t]]``.
-
-        Read-only accessor for views that need the whole series (one call instead of T).
+    def histograms(self, name: str, of: str = "weight", rows: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(steps, ranges, counts)`` of every recorded step at once (or of the ``rows`` given:
+        indices of recorded steps), counts [T, bins] scaled as in :meth:`histogram`, step t's bins
+        spanning ``[-ranges[t], ranges[t]]``. Read-only accessor for views of the whole series:
+        one call instead of T, and a view drawing 160 of 10,000 steps converts 160 rows.
         """
         row = self._check_name(name, of)
         timeline = self._summaries[of]
         if not len(timeline):
             return np.zeros(0, np.int64), np.zeros(0), np.zeros((0, self.bins))
-        fields = timeline.column("fields")[:, row]
-        counts = timeline.column("counts")[:, row].astype(np.float64)
+        pick = slice(None) if rows is None else np.asarray(rows, dtype=np.int64)
+        fields = timeline.column("fields")[pick, row]
+        counts = timeline.column("counts")[pick, row].astype(np.float64)
         finite = fields[:, FIELDS.index("count")] - fields[:, FIELDS.index("nonfinite")]
         sampled = fields[:, FIELDS.index("sampled")]
         with np.errstate(divide="ignore", invalid="ignore"):
             scale = np.where(sampled > 0, finite / sampled, 1.0)
-        return timeline.steps.copy(), timeline.column("ranges")[:, row].astype(np.float64), counts * scale[:, None]
+        return timeline.steps[pick].copy(), timeline.column("ranges")[pick, row].astype(np.float64), \
+            counts * scale[:, None]
 
     def picture_series(self, name: str) -> tuple[str, np.ndarray, np.ndarray] | None:
         """``(kind, steps, arrays)`` of every kept picture of ``name`` (a read-only view), or None.
