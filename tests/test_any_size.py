@@ -108,6 +108,30 @@ def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     assert axis.tick_format == "~e"
 
 
+
+def test_the_overview_says_what_will_appear_before_the_first_optimizer_step():
+    """At watch() only step 0's weights exist: no grey block of unmeasured update ratios and no
+    bqplot ticks spread over an empty log scale, but notes of what comes; then the pictures."""
+    model = stack_of(2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    watcher = nbw.watch(model, optimizer, every=1)
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    dashboard.flush()
+    overview = dashboard.overview
+    hidden = lambda w: w.layout.display == "none"  # noqa: E731
+    assert hidden(overview.png) and hidden(overview.colorbar) and overview._curves_drawn.layout.max_height == "0px"
+    assert "no update ratio (log10) recorded yet (step 0)" in overview.map_title.value
+    assert "appears with the first captured optimizer step" in overview.curves_note.value
+    overview.statistic.value = "std of the weights"  # measured at step 0: drawn now
+    assert not hidden(overview.png) and "every parameter tensor" in overview.map_title.value
+    overview.statistic.value = "update ratio (log10)"
+    optimizer.zero_grad()
+    model["layers"][1](model["layers"][0](torch.randn(3, 4))).sum().backward()
+    optimizer.step()
+    dashboard.flush()
+    assert not hidden(overview.png) and overview._curves_drawn.layout.max_height is None and hidden(overview.curves_note)
+    assert "every parameter tensor" in overview.map_title.value and len(overview.median.x) == 1
+
 def test_max_fps_is_checked_by_the_setter_as_by_the_constructor():
     watcher = nbw.watch(nn.Linear(2, 2), every=1)
     with pytest.raises(ValueError, match="max_fps= must be a positive number, got 0"):

@@ -19,7 +19,7 @@ import numpy as np
 from .base import View, ViewOptions
 from .colors import BLUE, DIVERGING_PALETTE, GREY, NONFINITE_INDEX, ORANGE, colorbar_html, diverging, encode_png
 from .figures import figure, float32, log_ticks, set_ticks, step_ticks, thin_indices
-from .markup import set_html, text, title
+from .markup import note, set_html, text, title
 
 #: Statistics the overview can colour by: label -> (stat of History.stat_matrix, group, log10, centre).
 STATISTICS = {
@@ -114,8 +114,16 @@ class OverviewView(View):
                                    "orange: the tensor shown · dashed: 1e-3"),
                               layout=widgets.Layout(width=f"{CURVE_WIDTH}px"))
         legend.add_class("nbw-note")
+        # Until a ratio is measured: this note, not bqplot's ticks spread over an empty log scale.
+        self.curves_note = widgets.HTML(note("the update ratio per step appears with the first captured "
+                                             "optimizer step: it compares a step's change with the weights"),
+                                        layout=widgets.Layout(width=f"{CURVE_WIDTH}px"))
+        # Folded to no height rather than display: none, where bqplot would lay the figure out at
+        # zero size ("<rect> attribute width: A negative value").
+        self._curves_drawn = widgets.VBox([self.curves, legend], layout=widgets.Layout(overflow="hidden"))
+        _folded(self._curves_drawn, True)
         left = widgets.VBox([self.statistic, self.map_title, self.png, self.colorbar, self.rows_note, self.open])
-        super().__init__(widgets.HBox([left, widgets.VBox([self.curves, legend])],
+        super().__init__(widgets.HBox([left, widgets.VBox([self.curves_note, self._curves_drawn])],
                                       layout=widgets.Layout(flex_flow="row wrap")))
         self.names: list[str] = []
         self.controls = [self.statistic, self.open]
@@ -144,6 +152,13 @@ class OverviewView(View):
             if not len(steps):
                 return self.say("nothing recorded at or before this step")
         self.say(None)
+        measured = self.statistic.value == "NaN/Inf" or bool(np.isfinite(values).any())
+        _shown(self.png, measured)
+        _shown(self.colorbar, measured)
+        if not measured:  # one grey block said nothing: say what will fill it
+            set_html(self.map_title, note(f"no {self.statistic.value} recorded yet (step {int(steps[-1])}): "
+                                          f"{self.statistic.value.split(' (')[0]} appears with the next captured "
+                                          "optimizer step; choose another colour to see the tensors now"))
         index, centre, spread = colour_rows(values, self.statistic.value)
         png = encode_png(index, DIVERGING_PALETTE)
         height = f"{int(np.clip(2 * len(self.names), 120, 420))}px"
@@ -151,8 +166,9 @@ class OverviewView(View):
             self.png.layout.height = height
         if self.png.value != png:
             self.png.value = png
-        set_html(self.map_title, title(f"every parameter tensor (rows) over steps {int(steps[0])}–{int(steps[-1])} "
-                                       f"(columns): {self.statistic.value}"))
+        if measured:
+            set_html(self.map_title, title(f"every parameter tensor (rows) over steps {int(steps[0])}–{int(steps[-1])} "
+                                           f"(columns): {self.statistic.value}"))
         options = self._standouts(values, centre)
         if list(self.open.options) != options:
             self.open.options = options
@@ -180,6 +196,8 @@ class OverviewView(View):
             positive = np.where(ratios > 0, ratios, np.nan)
             measured = np.isfinite(positive).any(axis=1) if positive.size else np.zeros(len(keep), bool)
         x = float32(steps[keep][measured])
+        _shown(self.curves_note, not len(x))
+        _folded(self._curves_drawn, not len(x))
         if not len(x):
             return
         import warnings
@@ -210,3 +228,17 @@ class OverviewView(View):
             else:
                 self.shown.x, self.shown.y = x[:1], float32([REFERENCE_RATIO])
         set_ticks(self.curves.axes[0], step_ticks(x))
+
+
+def _shown(widget: widgets.Widget, shown: bool) -> None:
+    """Show or hide ``widget`` (taking no space), sending only a change."""
+    display = None if shown else "none"
+    if widget.layout.display != display:
+        widget.layout.display = display
+
+
+def _folded(box: widgets.Box, folded: bool) -> None:
+    """Give ``box`` no height (its children keep their size, clipped) or its own again."""
+    height = "0px" if folded else None
+    if box.layout.max_height != height:
+        box.layout.max_height = height
