@@ -9,9 +9,12 @@ browser swapped it).
 """
 from __future__ import annotations
 
+import io
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 from jupyter_harness import DashboardUI
 from test_dashboard_live import LONG_RUN, SHORT_RUN, STOP_FILE, eventually, opened_with_dashboard
 
@@ -114,3 +117,48 @@ def test_console_shows_no_widget_errors_after_mid_run_controls(controls):
     assert console.widget_errors() == [], "\n".join(dict.fromkeys(console.widget_errors()))
     places = dash.root.evaluate(Y_TICK_PLACES_JS)
     assert len(places) >= 2 and len(set(places)) == len(places) and not any("NaN" in p for p in places), places
+
+
+def _use_theme(page, theme: str) -> None:
+    """Settings → Theme → ``theme``, from JupyterLab's menu bar, as a person switches it."""
+    page.locator(".lm-MenuBar-itemLabel", has_text="Settings").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+    page.locator(".lm-Menu-itemLabel", has_text=theme).first.click()
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """Relative luminance (WCAG) of sRGB colours, [..., 3] in 0-255."""
+    c = rgb / 255.0
+    c = np.where(c <= 0.03928, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    return c @ np.array([0.2126, 0.7152, 0.0722])
+
+
+def test_the_dark_theme_keeps_the_percentile_bands_apart(controls):
+    """In JupyterLab Dark the distribution's outer band stands off the background and each band
+    off the next (bqplot's inline fills at 15-45 % opacity of the line colour nearly vanished:
+    contrast 1.16 against the background)."""
+    nb, dash, console, _ = controls
+    page = nb.page
+    _use_theme(page, "JupyterLab Dark")
+    try:
+        eventually(lambda: page.evaluate("document.body.dataset.jpThemeLight") == "false", 15)
+        figure = dash.panel().locator(".nbw-distribution-figure").first
+        figure.scroll_into_view_if_needed()
+        time.sleep(1.5)  # the theme's CSS transitions
+        area = dash.panel().locator(".nbw-distribution-figure rect.plotarea_background").first.bounding_box()
+        png = page.screenshot(clip=area)
+        nb.screenshot("view_controls_dark_bands", figure)
+    finally:
+        _use_theme(page, "JupyterLab Light")
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.float64)
+    column = _luminance(pixels[:, pixels.shape[1] * 3 // 4])  # a step between grid lines
+    # Flat runs of at least 4 px are the background and the bands (not edges, grid or median line).
+    edges = np.flatnonzero(np.abs(np.diff(column)) > 1e-4) + 1
+    runs = [run for run in np.split(column, edges) if len(run) >= 4]
+    background = min(float(run[0]) for run in runs)  # the darkest flat stretch
+    levels = sorted({round(float(run[0]), 4) for run in runs})
+    contrast = (np.array(levels) + 0.05) / (background + 0.05)
+    bands = contrast[contrast > 1.02]
+    assert len(bands) >= 3, (levels, background)
+    assert bands.min() >= 1.25, f"outer band against the background: {bands.min():.2f}"
+    assert console.widget_errors() == [], "\n".join(dict.fromkeys(console.widget_errors()))
