@@ -73,6 +73,7 @@ class HistogramView(View):
 
     @property
     def y_scale(self):
+        """The scale shown: log while "log count" is on."""
         return self.log_scale if self.log_toggle.value else self.linear_scale
 
     @property
@@ -85,11 +86,11 @@ class HistogramView(View):
         """The drawn step's line on the shown scale."""
         return self._lines[self.y_scale][1]
 
-    def _set_log(self, change) -> None:
+    def _set_log(self, _change) -> None:
         with self.lock:
-            self._switch_scale(change)
+            self._switch_scale()
 
-    def _switch_scale(self, change) -> None:
+    def _switch_scale(self) -> None:
         """Draw the lines of the chosen scale, then show them and their axis, hiding the others."""
         self._edges = {"first": None, "current": None}
         self.redraw()
