@@ -1,7 +1,8 @@
 """Issue #15 in the browser: with JupyterLab's default windowing (``contentVisibility``: cells out
-of view are not laid out) and its ``full`` mode (cells out of view leave the DOM), a person who
-runs all cells and scrolls down to a dashboard that was created out of view sees it drawn: the
-histogram's bars, the loss curve and the overview on screen, with no resize of the window.
+of view are not laid out) and its ``full`` mode (cells out of view are hidden, ``display: none``,
+or leave the DOM), a person who runs all cells, stays at the top while they run, then scrolls down
+sees the dashboard drawn: the histogram's bars and the overview, then the loss curve below them,
+each drawn once in view, with no resize of the window.
 
 Elsewhere the harness renders every cell (``windowingMode: none``) so that tests can read any
 output; this module switches the setting back for its own notebook and restores it afterwards.
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from jupyter_harness import DashboardUI, NotebookUI
-from test_dashboard_live import assert_histograms, eventually
+from test_dashboard_live import assert_has_lines, assert_histograms, eventually
 
 pytestmark = pytest.mark.browser
 
@@ -37,15 +38,15 @@ CELLS = [
 ]
 DASHBOARD_CELL, TRAIN_CELL = 2, 3
 
-#: Where the dashboard is against the notebook's scrolled window, and whether its figures are
-#: shown: bqplot hides a figure (visibility: hidden) until it has laid it out at a real size.
-SEEN_JS = """(dash) => {
-  const win = dash.closest('.jp-WindowedPanel-outer') || dash.closest('.jp-Notebook');
-  const view = win.getBoundingClientRect(), box = dash.getBoundingClientRect();
-  const shown = (el) => getComputedStyle(el).visibility !== 'hidden' && el.getBoundingClientRect().width > 10;
-  const figures = [...dash.querySelectorAll('.nbw-stack .nbw-panel .nbw-histogram-figure, .nbw-metric-figure')];
-  return {below: box.top - view.bottom, above: view.top - box.bottom,
-          figures: figures.length, figures_shown: figures.filter(shown).length};
+#: Where an element is against the notebook's scrolled window (no box: not laid out, e.g. in a
+#: cell that ``full`` windowing keeps hidden), and whether bqplot shows it: a figure stays
+#: ``visibility: hidden`` until bqplot laid it out at a real size, which it does only once the
+#: figure has been in view.
+WHERE_JS = """(el) => {
+  const win = el.closest('.jp-WindowedPanel-outer') || el.closest('.jp-Notebook');
+  const view = win.getBoundingClientRect(), box = el.getBoundingClientRect();
+  return {top: box.top - view.top, bottom: box.bottom - view.bottom, height: box.height,
+          view: view.height, shown: getComputedStyle(el).visibility !== 'hidden' && box.width > 10};
 }"""
 
 #: Installed before "Run All": where each dashboard was against the window when it first appeared.
@@ -56,7 +57,8 @@ WATCH_CREATION_JS = """() => {
       dash.setAttribute('data-nbw-seen', '1');
       const win = dash.closest('.jp-WindowedPanel-outer') || dash.closest('.jp-Notebook');
       const view = win.getBoundingClientRect(), box = dash.getBoundingClientRect();
-      window.__nbwCreated.push({below: Math.round(box.top - view.bottom), above: Math.round(view.top - box.bottom)});
+      window.__nbwCreated.push({below: Math.round(box.top - view.bottom), above: Math.round(view.top - box.bottom),
+                                height: Math.round(box.height)});
     }
   }).observe(document.body, {childList: true, subtree: true});
 }"""
@@ -78,32 +80,36 @@ def test_a_dashboard_created_out_of_view_is_drawn_when_scrolled_to(mode, jupyter
                                                                    screenshot_dir):
     jupyter_server.write_notebook(NOTEBOOK, CELLS)
     _set_windowing(jupyter_server, mode)
+    label = mode or "contentVisibility"
     try:
         nb = open_notebook(NOTEBOOK)
         nb.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook").first.click()
         nb.page.evaluate(WATCH_CREATION_JS)
         _run_all_from_the_menu(nb)
+        # A person who runs all and reads from the top while the cells run: the dashboard is
+        # created below the view (``full`` mode: in a cell it keeps hidden, with no box at all).
         # The last cell prints its filler once everything above it ran.
         # (text_content: inner_text leaves out what the browser has not laid out.)
-        eventually(lambda: nb.execution_count(len(CELLS) - 1) is not None, 180)
+        eventually(lambda: _wheel(nb, -100_000) or nb.execution_count(len(CELLS) - 1) is not None, 180)
         assert "trained 60" in nb.output(TRAIN_CELL).text_content(), nb.output(TRAIN_CELL).text_content()
         created = nb.page.evaluate("window.__nbwCreated")
-        print(f"\n[offscreen {mode or 'contentVisibility'}] dashboard first in the DOM at {created}")
-        if mode is None:  # the default mode lays out no cell out of view: this one was out of view
-            assert created and all(c["below"] > 0 or c["above"] > 0 for c in created), created
-        # Back to the top, as a person reading from the start, then down to the dashboard.
+        print(f"\n[offscreen {label}] dashboard first in the DOM at {created}")
+        assert created and all(c["below"] > 0 or c["height"] == 0 for c in created), created
+        # Down to the dashboard with the wheel: its histogram first, then on to the loss curve.
         dash = DashboardUI(nb, DASHBOARD_CELL)
-        _wheel(nb, -100_000)
         time.sleep(1)
-        _scroll_with_the_wheel_to(nb, dash)
-        started = time.monotonic()
-        seen = eventually(lambda: _drawn_on_screen(dash), 20)
-        print(f"[offscreen {mode or 'contentVisibility'}] drawn {time.monotonic() - started:.1f} s "
-              f"after scrolling to it: {seen}")
-        assert_histograms(dash.frame(), "0.weight")
-        pixels = dash.image_pixels(dash.root.locator(".nbw-overview-image").first)
-        assert pixels["colours"] > 1 and min(pixels["shown"]) > 0, f"overview not drawn: {pixels}"
-        nb.screenshot(f"offscreen_{mode or 'contentVisibility'}", dash.root)
+        for what, figure, least in (("histogram", dash.panel().locator(".nbw-histogram-figure").first, 0.05),
+                                    ("loss curve", dash.root.locator(".nbw-metric-figure").first, 0.003)):
+            _scroll_with_the_wheel_to(nb, figure)
+            started = time.monotonic()
+            seen = eventually(lambda: _drawn_on_screen(nb, figure, least), 20)
+            print(f"[offscreen {label}] {what} drawn {time.monotonic() - started:.1f} s after scrolling to it: {seen}")
+            if what == "histogram":
+                assert_histograms(dash.frame(), "0.weight")
+                pixels = dash.image_pixels(dash.root.locator(".nbw-overview-image").first)
+                assert pixels["colours"] > 1 and min(pixels["shown"]) > 0, f"overview not drawn: {pixels}"
+                nb.screenshot(f"offscreen_{label}", dash.root)
+        assert_has_lines(dash.path_data(".nbw-metric-figure path.line"), 1, "loss curve")
     finally:
         _set_windowing(jupyter_server, "none")
 
@@ -114,29 +120,30 @@ def _wheel(nb: NotebookUI, pixels: int) -> None:
     nb.page.mouse.wheel(0, pixels)
 
 
-def _scroll_with_the_wheel_to(nb: NotebookUI, dash: DashboardUI, most: int = 80) -> None:
-    """Scroll the notebook with the mouse wheel, as a person does, until the dashboard is in view
-    (JupyterLab's own scrolling estimates the heights of cells it has not laid out, and in
-    ``full`` mode a cell out of view is not in the page at all)."""
+def _scroll_with_the_wheel_to(nb: NotebookUI, element, most: int = 80, step: int = 300) -> None:
+    """Scroll the notebook down from the top with the mouse wheel, as a person does, until
+    ``element`` is wholly in view (JupyterLab's own scrolling estimates the heights of cells it has
+    not laid out, and in ``full`` mode a cell out of view has no box, or is not in the page)."""
     where = None
     for _ in range(most):
-        where = dash.root.evaluate(SEEN_JS) if dash.root.count() else None
-        if where and where["below"] < -300 and where["above"] < -300:
+        where = element.evaluate(WHERE_JS) if element.count() else None
+        if where and where["height"] > 0 and where["top"] >= 0 and where["bottom"] <= 0:
             return
-        _wheel(nb, 400 if where is None or where["below"] >= -300 else -400)
+        # Not in the page or not laid out: further down, as we came from the top.
+        up = where is not None and where["height"] > 0 and where["top"] < 0
+        _wheel(nb, -step if up else step)
         time.sleep(0.15)
-    raise AssertionError(f"the dashboard is not in view after {most} turns of the wheel: {where}")
+    raise AssertionError(f"not wholly in view after {most} turns of the wheel: {where}")
 
 
-def _drawn_on_screen(dash: DashboardUI) -> dict | bool:
-    """What a person sees of the dashboard's first histogram: its figures shown, and coloured
-    bars in a screenshot of it (a blank plot's axes, text and grid are grey)."""
-    seen = dash.root.evaluate(SEEN_JS)
-    if seen["figures"] < 3 or seen["figures_shown"] != seen["figures"]:
+def _drawn_on_screen(nb: NotebookUI, figure, least: float) -> dict | bool:
+    """What a person sees of a figure in view: bqplot shows it, and a screenshot of it has
+    coloured pixels (bars, a curve) on at least ``least`` of its area (a blank plot's axes, text
+    and grid are grey)."""
+    seen = figure.evaluate(WHERE_JS)
+    if not seen["shown"]:
         return False
-    figure = dash.panel().locator(".nbw-histogram-figure").first.bounding_box()
-    png = dash.page.screenshot(clip=figure)
+    png = nb.page.screenshot(clip=figure.bounding_box())
     rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    coloured = float((rgb.max(2) - rgb.min(2) > 60).mean())
-    seen["histogram_coloured_fraction"] = round(coloured, 3)
-    return seen if coloured > 0.05 else False
+    seen["coloured_fraction"] = round(float((rgb.max(2) - rgb.min(2) > 60).mean()), 4)
+    return seen if seen["coloured_fraction"] > least else False
