@@ -54,8 +54,11 @@ while time.time() - started < SECONDS and not os.path.exists({STOP_FILE!r}):
     w.log(loss=loss.item())
     steps += 1
 elapsed = time.time() - started
+redraws = w.dashboard.trigger.thread.redraws if w.dashboard.trigger.thread else 0
 print(f"{{steps}} steps in {{elapsed:.1f}} s ({{steps / elapsed:.0f}} steps/s), "
-      f"{{len(w.history.steps('1.weight'))}} snapshots")
+      f"{{len(w.history.steps('1.weight'))}} snapshots; pacing saw captures of "
+      f"{{1000 * w.pacer.capture_seconds:.2f}} ms and steps of {{1000 * w.pacer.step_seconds:.3f}} ms; "
+      f"{{redraws}} redraws so far")
 """
 PARAMETERS = ("1.weight", "1.bias")
 

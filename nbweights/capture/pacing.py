@@ -91,6 +91,16 @@ class Pacer:
         self._last_end = self._clock()
 
     @property
+    def capture_seconds(self) -> float | None:
+        """Typical wall time of one capture, as pacing counts it (None before two captures)."""
+        return self._capture_seconds
+
+    @property
+    def step_seconds(self) -> float | None:
+        """Smoothed wall time of one training step between captures (None before two captures)."""
+        return self._step_seconds
+
+    @property
     def overhead(self) -> float | None:
         """Estimated fraction of training time spent capturing (None before two captures)."""
         if self._step_seconds is None or self._capture_seconds is None:
