@@ -80,6 +80,31 @@ def test_filtering_then_choosing_opens_the_1000th_tensor():
     assert [v for _, v in dashboard.navigator.module.options][:3] == ["", "layers", "layers.0"]
 
 
+def test_a_newly_shown_entry_has_its_curves_data_before_the_page_is_told_to_show_it(monkeypatch):
+    """The browser then renders each new figure once, with its data (not empty, then again)."""
+    model = stack_of(1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    watcher = nbw.watch(model, optimizer, every=1)
+    optimizer.zero_grad()
+    model["layers"][0](torch.randn(3, 4)).sum().backward()
+    optimizer.step()
+    dashboard = Dashboard(watcher, max_fps=1e9)
+    dashboard.flush()
+    sent, send = [], ipywidgets.Widget._send
+
+    def spy(widget, msg, buffers=None):
+        sent.append((widget, set(msg.get("state", {}))))
+        return send(widget, msg, buffers)
+
+    monkeypatch.setattr(ipywidgets.Widget, "_send", spy)
+    assert dashboard.select("layers.0.3.weight")
+    dashboard.redraw()
+    line = dashboard.shown.curves[0].current
+    data = [k for k, (widget, keys) in enumerate(sent) if widget is line and "y" in keys]
+    shown = [k for k, (widget, keys) in enumerate(sent) if widget is dashboard.panel_box and "children" in keys]
+    assert data and shown and data[0] < shown[0], (data, shown)
+
+
 def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     from tests.test_views import decode_png
     model = stack_of(3)
@@ -108,7 +133,6 @@ def test_the_model_overview_has_a_row_per_tensor_and_opens_what_stands_out():
     assert axis.tick_format == "~e"
 
 
-
 def test_the_overview_says_what_will_appear_before_the_first_optimizer_step():
     """At watch() only step 0's weights exist: no grey block of unmeasured update ratios and no
     bqplot ticks spread over an empty log scale, but notes of what comes; then the pictures."""
@@ -131,6 +155,7 @@ def test_the_overview_says_what_will_appear_before_the_first_optimizer_step():
     dashboard.flush()
     assert not hidden(overview.png) and overview._curves_drawn.layout.max_height is None and hidden(overview.curves_note)
     assert "every parameter tensor" in overview.map_title.value and len(overview.median.x) == 1
+
 
 def test_max_fps_is_checked_by_the_setter_as_by_the_constructor():
     watcher = nbw.watch(nn.Linear(2, 2), every=1)

@@ -2,10 +2,9 @@
 
 Its size does not depend on the model: the entry shown gets its views built when it is chosen
 (:mod:`nbweights.ui.panels` keeps the last few), the model-wide views (overview, metrics, table,
-health) are one each, and the chooser lists at most a hundred entries
-(:mod:`nbweights.ui.navigator`). What each redraw draws is decided by
-:class:`nbweights.ui.scheduler.RedrawScheduler`; what it sends is measured
-(:mod:`nbweights.views.wire`).
+health) are one each, the chooser lists at most a hundred entries (:mod:`nbweights.ui.navigator`).
+:class:`nbweights.ui.scheduler.RedrawScheduler` decides what each redraw draws; what it sends is
+measured (:mod:`nbweights.views.wire`).
 
 When it redraws is :mod:`nbweights.ui.trigger`'s business. Where the kernel runs subshells
 (ipykernel 7, :mod:`nbweights.ui.subshell`), every control (the chooser, the slider, each view's
@@ -113,7 +112,6 @@ class Dashboard(widgets.VBox):
                           self.panel_box, *([] if model_views else [self.overview.widget]), self.metrics.widget,
                           self.table.widget, self.health.widget])
         self.add_class("nbw-dashboard")
-
         self.shown: Panel | None = None
         self.last_redraw_seconds = 0.0
         self.last_redraw_bytes = 0
@@ -266,10 +264,12 @@ class Dashboard(widgets.VBox):
             step = self.steps.step
             if self._wanted is not None and (self.shown is None or self.shown.name != self._wanted):
                 self.shown = self._panel(self._wanted)
+                # Data before the page shows it: each figure renders once, with its data.
+                self._draw_views(self.shown.curves, step)
                 self.panel_box.children = [self.shown.widget]
                 self.table.focus = self.overview.focus = self._wanted
                 self.scheduler.expire("pictures")
-            if self.shown is not None:
+            elif self.shown is not None:
                 self._draw_views(self.shown.curves, step)
         total = sent.bytes
         for part in self.scheduler.parts(total, full):
