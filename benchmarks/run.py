@@ -454,62 +454,68 @@ def dashboard_problem() -> str | None:
 
 
 def bench_training(table: Table, quick: bool) -> None:
-    rounds = 2 if quick else 4
-    window = 0.15 if quick else 1.2
+    """Training steps of identical copies of a model, one bare and one per setting, in blocks
+    taken in turn (the order rotating each round); each round gives a watched block's time over
+    the bare block's of that round, and the median of those ratios is reported. Blocks of the
+    same round see the same machine, so slow moments fall on both sides of each ratio."""
+    rounds = 3 if quick else 15
+    window = 0.1 if quick else 0.6
     models = [("MLP", mlp), ("CNN", cnn)] + ([] if quick else [("ResNet-18", resnet18)])
     no_dashboard = dashboard_problem()
     if no_dashboard:
         table.skip("training", "overhead with the dashboard displayed", no_dashboard)
+    configs: dict[str, tuple[dict | None, bool]] = {
+        "bare": (None, False), "auto": ({}, False), "every=1": ({"every": 1}, False)}
+    if not no_dashboard:
+        configs["auto+dashboard"] = ({}, True)
     for label, make in models:
-        torch.manual_seed(0)
-        model, inputs, targets = make(quick)
-        model, inputs, targets = model.to(DEVICE), inputs.to(DEVICE), targets.to(DEVICE)
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-        for _ in range(3):
-            train_step(model, optimizer, inputs, targets)
-        synchronize()
-        started = time.perf_counter()
-        for _ in range(3):
-            train_step(model, optimizer, inputs, targets)
-        step_seconds = (time.perf_counter() - started) / 3
-        steps = max(8 if quick else 20, int(window / step_seconds))
-        warmup = max(5, steps // 5)
-
-        def run(options: dict | None, dashboard: bool = False) -> float:
-            watcher = None if options is None else nbw.watch(model, optimizer, **options)
-            try:
-                if dashboard:
-                    watcher.dashboard  # built and listening: it redraws on each capture
-                for _ in range(warmup):  # lets every="auto" settle to its pace
-                    train_step(model, optimizer, inputs, targets)
-                synchronize()
-                started = time.perf_counter()
-                for _ in range(steps):
-                    train_step(model, optimizer, inputs, targets)
-                synchronize()
-                return (time.perf_counter() - started) / steps
-            finally:
-                if watcher is not None:
-                    watcher.close()
-
-        configs: dict[str, tuple[dict | None, bool]] = {
-            "bare": (None, False), "auto": ({}, False), "every=1": ({"every": 1}, False)}
-        if not no_dashboard:
-            configs["auto+dashboard"] = ({}, True)
-        times: dict[str, list[float]] = {name: [] for name in configs}
-        with headless_widgets():
-            for r in range(rounds):
-                for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
-                    times[name].append(run(*configs[name]))
-        bare = statistics.median(times["bare"])
+        copies = {}
         for name in configs:
-            if name == "bare":
-                continue
-            value = statistics.median(times[name])
+            torch.manual_seed(0)
+            model, inputs, targets = make(quick)
+            model, inputs, targets = model.to(DEVICE), inputs.to(DEVICE), targets.to(DEVICE)
+            copies[name] = (model, torch.optim.SGD(model.parameters(), lr=1e-3))
+        with headless_widgets():
+            watchers = {}
+            for name, (options, dashboard) in configs.items():
+                if options is not None:
+                    watchers[name] = nbw.watch(*copies[name], **options)
+                    if dashboard:
+                        watchers[name].dashboard  # built and listening: it redraws on captures
+            try:
+                step_seconds = _block(*copies["bare"], inputs, targets, 3)
+                steps = max(8 if quick else 20, int(window / step_seconds))
+                for name in configs:  # every="auto" settles to its pace
+                    _block(*copies[name], inputs, targets, max(5, steps // 2))
+                times: dict[str, list[float]] = {name: [] for name in configs}
+                for r in range(rounds):
+                    names = list(configs)
+                    for name in names[r % len(names):] + names[:r % len(names)]:
+                        if name in watchers:
+                            watchers[name].pacer.resume()  # the other copies' blocks are not its steps
+                        times[name].append(_block(*copies[name], inputs, targets, steps))
+            finally:
+                for watcher in watchers.values():
+                    watcher.close()
+        bare = statistics.median(times["bare"])
+        for name in watchers:
+            ratio = statistics.median(t / b for t, b in zip(times[name], times["bare"]))
             target = "<= 1.03x" if name in ("auto", "auto+dashboard") else ""
-            table.add("training", f"{label} step, {name if name.startswith('every') else 'every=' + name} ({steps} steps x {rounds})", ms(value),
-                      f"bare {ms(bare)}", value / bare, target)
+            table.add("training", f"{label} step, {name if name.startswith('every') else 'every=' + name} "
+                      f"({rounds} rounds of {steps} steps)", ms(statistics.median(times[name])),
+                      f"bare {ms(bare)}", ratio, target)
     bench_linear_epoch(table, quick, no_dashboard)
+
+
+def _block(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
+           steps: int) -> float:
+    """Seconds per training step over ``steps`` steps."""
+    synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        train_step(model, optimizer, inputs, targets)
+    synchronize()
+    return (time.perf_counter() - started) / steps
 
 
 def bench_linear_epoch(table: Table, quick: bool, no_dashboard: str | None) -> None:
