@@ -62,18 +62,24 @@ class Pacer:
         self._capture_seconds: float | None = None
         self._recent: deque[float] = deque(maxlen=RECENT_CAPTURES)
         self._interval = 1
+        self._prepared = 0.0
 
     def start(self) -> float:
         """Call when a capture begins; returns the start time to hand to :meth:`done`."""
         return self._clock()
 
+    def prepared(self, seconds: float) -> None:
+        """Work done for the coming capture before it starts (the weights read before the
+        update, for the update ratio): capture cost, not training time."""
+        self._prepared += max(seconds, 0.0)
+
     def done(self, step: int, started: float) -> None:
         """Call when the capture of ``step`` ended: measures it and schedules the next one."""
-        end = self._clock()
+        end, prepared, self._prepared = self._clock(), self._prepared, 0.0
         if self._last_step >= 1:  # the time since watch() includes the user's own set-up
-            per_step = max(started - self._last_end, 0.0) / max(step - self._last_step, 1)
+            per_step = max(started - self._last_end - prepared, 0.0) / max(step - self._last_step, 1)
             self._step_seconds = _smooth(self._step_seconds, per_step)
-            self._recent.append(end - started)
+            self._recent.append(end - started + prepared)
             self._capture_seconds = _typical(self._recent)
         if self.every != "auto":
             self.next_step = step + self.every

@@ -114,6 +114,7 @@ class Watcher(Displayed):
     def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._stepped or self.step + 1 < self.pacer.next_step:
             return  # once per step, before the first optimizer's update
+        started = self.pacer.start()
         try:
             model = self.model
             if model is None or not self._live.sync_before_update(distributed.unwrap(model), self.step + 1):
@@ -126,6 +127,7 @@ class Watcher(Displayed):
             return
         self._live.for_each(self.step + 1, "reading the weights before the step",
                             lambda group: group.remember_before_step(stepped))
+        self.pacer.prepared(self.pacer.start() - started)
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._stepped.add(id(optimizer))
