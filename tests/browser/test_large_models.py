@@ -84,6 +84,8 @@ ELSEWHERE_JS = """(dash) => ({
   metrics: [...dash.querySelectorAll('.nbw-metric-figure path.line')].map(p => p.getAttribute('d') || '').join('|'),
   table: (dash.querySelector('.nbw-layer-table') || {}).textContent || '',
   status: (dash.querySelector('.nbw-status') || {}).textContent || '',
+  overview: (dash.querySelector('.nbw-overview-image') || {}).src || '',
+  pictures: [...dash.querySelectorAll('.nbw-stack .nbw-panel img')].map(i => i.src).join('|'),
 })"""
 
 
@@ -156,7 +158,8 @@ def test_filtering_opens_the_1000th_tensor_while_the_cell_trains(large):
     assert still_running, "the cell finished before the mid-run checks ended: lengthen the training"
     assert switched["parameter"] == LAST
     assert_histograms(switched, LAST)
-    for part in ("metrics", "table", "status"):
+    assert seen[-1]["pictures"], "the entry shown has no picture"
+    for part in ("metrics", "table", "status", "overview", "pictures"):
         values = [s[part] for s in seen]
         assert len(set(values)) >= 3, f"the {part} changed {len(set(values)) - 1} times in 12 s of training"
         assert values[-1] != before[part]
