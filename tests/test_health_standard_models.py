@@ -56,9 +56,11 @@ def test_resnet18_with_sgd_and_momentum_is_healthy():
     torchvision = pytest.importorskip("torchvision")
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    # lr 0.01 for batches of 32 (0.1 is the recipe's for 256): at 0.05 the loss spiked to 5-8 and
+    # whether the last steps beat the first depended on the CPU's float rounding (threads, vendor).
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     losses, cries = train_and_judge(model, optimizer, image_batches(32), nn.functional.cross_entropy, 30)
-    assert np.mean(losses[-5:]) < losses[0]  # it learns
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses  # it learns
     assert cries == [], [s.message for s in cries][:5]
 
 
