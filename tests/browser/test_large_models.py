@@ -48,12 +48,13 @@ class Deep(nn.Module):
             x = x + 0.1 * torch.tanh(layer(x))
         return x
 
-def train(model, opt, w, seconds, batch):
+def train(model, opt, w, seconds, batch, fault=lambda elapsed: None):
     # A plain synchronous loop; the test ends it early by creating {STOP_FILE!r}.
     if os.path.exists({STOP_FILE!r}):
         os.remove({STOP_FILE!r})
     started = time.time()
     while time.time() - started < seconds and not os.path.exists({STOP_FILE!r}):
+        fault(time.time() - started)
         x, y = batch()
         loss = nn.functional.mse_loss(model(x), y) if y is not None else model(x).pow(2).mean()
         opt.zero_grad()
@@ -70,7 +71,9 @@ print(sum(1 for _ in gpt.parameters()), sum(1 for _ in deep.parameters()))
 """
 GPT_CELL = "wg = nbw.watch(gpt, gpt_opt)\nwg"
 DEEP_CELL = "wd = nbw.watch(deep, deep_opt)\nwd"
-TRAIN_DEEP = "train(deep, deep_opt, wd, 60, lambda: (torch.randn(32, 8), torch.zeros(32, 8)))"
+# Six seconds in, one layer stops learning (frozen): a "stalled" health signal appears mid-run.
+TRAIN_DEEP = ("train(deep, deep_opt, wd, 60, lambda: (torch.randn(32, 8), torch.zeros(32, 8)),\n"
+              "      fault=lambda elapsed: elapsed > 6 and deep.layers[250].weight.requires_grad_(False))")
 SHOW_AGAIN = "wd"
 CELLS = [SETUP, GPT_CELL, DEEP_CELL, TRAIN_DEEP, SHOW_AGAIN]
 SETUP_CELL, GPT, DEEP, TRAIN, AGAIN = range(5)
@@ -86,6 +89,7 @@ ELSEWHERE_JS = """(dash) => ({
   status: (dash.querySelector('.nbw-status') || {}).textContent || '',
   overview: (dash.querySelector('.nbw-overview-image') || {}).src || '',
   pictures: [...dash.querySelectorAll('.nbw-stack .nbw-panel img')].map(i => i.src).join('|'),
+  health: (dash.querySelector('.nbw-health') || {}).textContent || '',
 })"""
 
 
@@ -163,6 +167,8 @@ def test_filtering_opens_the_1000th_tensor_while_the_cell_trains(large):
         values = [s[part] for s in seen]
         assert len(set(values)) >= 3, f"the {part} changed {len(set(values)) - 1} times in 12 s of training"
         assert values[-1] != before[part]
+    health = [s["health"] for s in seen]
+    assert "no health signals" in before["health"] and "stalled" in health[-1], health[-1]
 
 
 def test_a_dashboard_shown_after_training_opens_at_the_latest_step(large):
