@@ -78,6 +78,12 @@ def test_filtering_then_choosing_opens_the_1000th_tensor():
     assert dashboard.shown.name == last and dashboard.shown.curves[0].drawn
     dashboard.navigator.module.value = "layers"
     assert [v for _, v in dashboard.navigator.module.options][:3] == ["", "layers", "layers.0"]
+    dashboard.navigator.filter.value = "42.3 weight"  # one entry left: shown without picking it
+    dashboard.flush()
+    assert dashboard.shown.name == dashboard.dropdown.value == "layers.42.3.weight"
+    dashboard.navigator.filter.value = "weight"  # many again: what is shown stays
+    dashboard.flush()
+    assert dashboard.shown.name == "layers.42.3.weight"
 
 
 def test_a_newly_shown_entry_has_its_curves_data_before_the_page_is_told_to_show_it(monkeypatch):

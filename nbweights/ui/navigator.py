@@ -4,7 +4,8 @@ The list ("show") holds at most :data:`MAX_OPTIONS` entries, whatever the model'
 what the browser is sent before the first draw does not grow with the model. Typing in "filter"
 keeps the entries whose name contains every word typed; "in" narrows to one module of the model
 (block, then layer, with a count of entries each), its ancestors and children listed; both
-combine. The entry shown stays in the list, first, even when the filter leaves it out.
+combine. The entry shown stays in the list, first, even when the filter leaves it out; when the
+filter leaves one entry, it is shown (no second trip to the kernel to pick it).
 """
 from __future__ import annotations
 
@@ -120,8 +121,9 @@ class Navigator:
         """The controls a kernel subshell must hear mid-run."""
         return [self.filter, self.module, self.dropdown]
 
-    def relist(self, keep: str | None) -> None:
-        """List the entries that match the filter and module, ``keep`` selected."""
+    def relist(self, keep: str | None) -> str | None:
+        """List the entries that match the filter and module, ``keep`` selected; returns the
+        one match when only one is left."""
         listed, found = self.tree.shown(self.module.value or "", self.filter.value, keep)
         self._listing = True
         try:
@@ -139,6 +141,7 @@ class Navigator:
             note = f"{found} of {total} entries match" if found < total else ""
         if self.note.value != note:
             self.note.value = note
+        return listed[-1] if found == 1 else None
 
     def set_entries(self, entries: list[str], keep: str | None) -> None:
         """The model's entries changed (``w.probe(x)`` added modules)."""
@@ -148,7 +151,9 @@ class Navigator:
         self.relist(keep)
 
     def _on_filter(self, change: dict) -> None:
-        self.relist(self.dropdown.value)
+        match = self.relist(self.dropdown.value)
+        if match is not None and match != self.dropdown.value:  # one entry left: show it
+            self.dropdown.value = match
 
     def _on_module(self, change: dict) -> None:
         if self._listing:
