@@ -101,3 +101,26 @@ def test_interval_grows_at_most_eightfold_per_capture():
         pacer.done(step, started)
         intervals.append(pacer.next_step - step)
     assert intervals == [1, 8, 64, 512, 4096, 10_000]
+
+
+def test_without_an_optimizer_the_gradients_summary_counts_as_capture_cost(monkeypatch):
+    """Without an optimizer the gradients are summarised in the backward pass, before the capture
+    at the next forward: that work is the capture's cost, so pacing sees it (here 20 ms)."""
+    import time
+
+    import torch
+    from torch import nn
+
+    import nbweights as nbw
+    from nbweights.capture.groups import ParameterGroup
+
+    summarise = ParameterGroup._grads_on_device
+    monkeypatch.setattr(ParameterGroup, "_grads_on_device",
+                        lambda self, params: time.sleep(0.02) or summarise(self, params))
+    model = nn.Linear(4, 2)
+    watcher = nbw.watch(model)
+    for _ in range(40):
+        model(torch.randn(8, 4)).sum().backward()
+        model.zero_grad()
+    assert len(watcher.history.steps("weight", of="grad")) >= 3
+    assert watcher.pacer.capture_seconds >= 0.02, watcher.pacer.capture_seconds

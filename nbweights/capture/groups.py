@@ -119,6 +119,11 @@ class ParameterGroup:
         self._armed, self._grads_seen = True, 0
         self._grads_expected = sum(1 for ref in self._refs if ref() is not None and ref().requires_grad)
 
+    @property
+    def armed(self) -> bool:
+        """Whether the gradients of the backward pass running now are to be summarised."""
+        return self._armed
+
     def gradient_ready(self, param: torch.Tensor) -> None:
         if not self._armed:
             return

@@ -14,12 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import distributed
+from . import distributed, earlier
 from .activations import DEFAULT_ACTIVATION_TYPES, ActivationHooks
 from .arguments import (NonFiniteError, Optimizers, _check_optimizers, check_model, reattach,  # noqa: F401
                         stop_if_nonfinite)
 from .containment import orphan, record_failure, remove_orphans, weakly
-from . import earlier
 from .live import LiveParameters
 from .options import check_flag, check_int, check_thresholds
 from ..history import DEFAULT_MAX_BYTES, History
@@ -164,7 +163,10 @@ class Watcher(Displayed):
             self._live.for_each(self._forwards, "counting gradients", lambda group: group.arm_gradients())
 
     def _gradient_ready(self, group: Any, param: torch.Tensor) -> None:
-        self._live.for_each(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
+        if group.armed:  # summarised for the coming capture: its cost, not training time
+            started = self.pacer.start()
+            self._live.for_each(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
+            self.pacer.prepared(self.pacer.start() - started)
 
     # ----- capture ------------------------------------------------------------------------
     def _capture(self, step: int) -> None:
