@@ -454,6 +454,28 @@ def dashboard_problem() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def watched_copies(copies: dict, configs: dict):
+    """Watch each copy of a model as its setting says: ``(options, dashboard)``, options None for
+    the bare copy; dashboard False, True (headless: it redraws inside the capture) or "thread"
+    (redraws on its own thread, as in a kernel). Yields the watchers; closes everything after."""
+    watchers, dashboards = {}, []
+    try:
+        for name, (options, dashboard) in configs.items():
+            if options is None:
+                continue
+            watchers[name] = nbw.watch(*copies[name], **options)
+            if dashboard == "thread":
+                from nbweights.ui.dashboard import Dashboard
+                dashboards.append(Dashboard(watchers[name], threaded=True))
+            elif dashboard:
+                watchers[name].dashboard  # built and listening
+        yield watchers
+    finally:
+        for closing in [*dashboards, *watchers.values()]:
+            closing.close()
+
+
 def bench_training(table: Table, quick: bool) -> None:
     """Training steps of identical copies of a model, one bare and one per setting, in blocks
     taken in turn (the order rotating each round); each round gives a watched block's time over
@@ -465,7 +487,7 @@ def bench_training(table: Table, quick: bool) -> None:
     no_dashboard = dashboard_problem()
     if no_dashboard:
         table.skip("training", "overhead with the dashboard displayed", no_dashboard)
-    configs: dict[str, tuple[dict | None, bool]] = {
+    configs: dict[str, tuple[dict | None, bool | str]] = {
         "bare": (None, False), "auto": ({}, False), "every=1": ({"every": 1}, False)}
     if not no_dashboard:
         # Headless, the dashboard redraws inside the capture (pacing counts it); in a kernel it
@@ -479,31 +501,18 @@ def bench_training(table: Table, quick: bool) -> None:
             model, inputs, targets = make(quick)
             model, inputs, targets = model.to(DEVICE), inputs.to(DEVICE), targets.to(DEVICE)
             copies[name] = (model, torch.optim.SGD(model.parameters(), lr=1e-3))
-        with headless_widgets():
-            watchers, dashboards = {}, []
-            for name, (options, dashboard) in configs.items():
-                if options is not None:
-                    watchers[name] = nbw.watch(*copies[name], **options)
-                    if dashboard == "thread":
-                        from nbweights.ui.dashboard import Dashboard
-                        dashboards.append(Dashboard(watchers[name], threaded=True))
-                    elif dashboard:
-                        watchers[name].dashboard  # built and listening: it redraws on captures
-            try:
-                step_seconds = _block(*copies["bare"], inputs, targets, 3)
-                steps = max(8 if quick else 20, int(window / step_seconds))
-                for name in configs:  # every="auto" settles to its pace
-                    _block(*copies[name], inputs, targets, max(5, steps // 2))
-                times: dict[str, list[float]] = {name: [] for name in configs}
-                for r in range(rounds):
-                    names = list(configs)
-                    for name in names[r % len(names):] + names[:r % len(names)]:
-                        if name in watchers:
-                            watchers[name].pacer.resume()  # the other copies' blocks are not its steps
-                        times[name].append(_block(*copies[name], inputs, targets, steps))
-            finally:
-                for closing in [*dashboards, *watchers.values()]:
-                    closing.close()
+        with headless_widgets(), watched_copies(copies, configs) as watchers:
+            step_seconds = _block(*copies["bare"], inputs, targets, 3)
+            steps = max(8 if quick else 20, int(window / step_seconds))
+            for name in configs:  # every="auto" settles to its pace
+                _block(*copies[name], inputs, targets, max(5, steps // 2))
+            times: dict[str, list[float]] = {name: [] for name in configs}
+            for r in range(rounds):
+                names = list(configs)
+                for name in names[r % len(names):] + names[:r % len(names)]:
+                    if name in watchers:
+                        watchers[name].pacer.resume()  # the other copies' blocks are not its steps
+                    times[name].append(_block(*copies[name], inputs, targets, steps))
         bare = statistics.median(times["bare"])
         for name in watchers:
             ratio = statistics.median(t / b for t, b in zip(times[name], times["bare"]))
@@ -530,10 +539,10 @@ def bench_linear_epoch(table: Table, quick: bool, no_dashboard: str | None) -> N
     logging the loss at every step. Identical copies, one bare, one per setting, watched once
     and trained an epoch each in turn; medians over the epochs after each copy's first (the
     first also carries pacing's warm-up, when captures come every step)."""
-    configs: dict[str, tuple[bool, bool | str]] = {"bare": (False, False), "auto": (True, False)}
+    configs: dict[str, tuple[dict | None, bool | str]] = {"bare": (None, False), "auto": ({}, False)}
     if not no_dashboard:
-        configs["auto+dashboard"] = (True, True)
-        configs["auto+dashboard thread"] = (True, "thread")  # as in a kernel
+        configs["auto+dashboard"] = ({}, True)
+        configs["auto+dashboard thread"] = ({}, "thread")  # as in a kernel
     torch.manual_seed(0)
     model, images, labels = linear_classifier(quick)  # one data set (188 MB) for all copies
     copies = {}
@@ -542,9 +551,8 @@ def bench_linear_epoch(table: Table, quick: bool, no_dashboard: str | None) -> N
         copies[name] = (copy, torch.optim.SGD(copy.parameters(), lr=0.1))
     batch = 100
 
-    def epoch(name: str) -> float:
+    def epoch(name: str, watcher) -> float:
         model, optimizer = copies[name]
-        watcher = watchers.get(name)
         if watcher is not None:
             watcher.pacer.resume()  # the other copies' epochs are not its steps
         started = time.perf_counter()
@@ -558,23 +566,10 @@ def bench_linear_epoch(table: Table, quick: bool, no_dashboard: str | None) -> N
         return time.perf_counter() - started
 
     times: dict[str, list[float]] = {name: [] for name in configs}
-    with headless_widgets():
-        watchers, shown = {}, []
-        for name, (watched, dashboard) in configs.items():
-            if watched:
-                watchers[name] = nbw.watch(*copies[name])
-                if dashboard == "thread":
-                    from nbweights.ui.dashboard import Dashboard
-                    shown.append(Dashboard(watchers[name], threaded=True))
-                elif dashboard:
-                    watchers[name].dashboard
-        try:
-            for r in range(3 if quick else 8):
-                for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
-                    times[name].append(epoch(name))
-        finally:
-            for closing in [*shown, *watchers.values()]:
-                closing.close()
+    with headless_widgets(), watched_copies(copies, configs) as watchers:
+        for r in range(3 if quick else 8):
+            for name in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
+                times[name].append(epoch(name, watchers.get(name)))
     bare = statistics.median(times["bare"][1:])
     for name in watchers:
         value = statistics.median(times[name][1:])
