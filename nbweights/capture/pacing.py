@@ -15,7 +15,8 @@ import math
 import numbers
 import time
 from collections import deque
-from typing import Callable, Union
+from contextlib import contextmanager
+from typing import Callable, Iterator, Union
 
 Every = Union[int, str]
 #: Fraction of training time that automatic pacing lets captures take.
@@ -67,6 +68,15 @@ class Pacer:
     def start(self) -> float:
         """Call when a capture begins; returns the start time to hand to :meth:`done`."""
         return self._clock()
+
+    @contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Times the block as work for the coming capture (see :meth:`prepared`)."""
+        started = self._clock()
+        try:
+            yield
+        finally:
+            self.prepared(self._clock() - started)
 
     def prepared(self, seconds: float) -> None:
         """Work done for the coming capture before it starts (the weights read before the

@@ -113,7 +113,6 @@ class Watcher(Displayed):
     def _before_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._stepped or self.step + 1 < self.pacer.next_step:
             return  # once per step, before the first optimizer's update
-        started = self.pacer.start()
         try:
             model = self.model
             if model is None or not self._live.sync_before_update(distributed.unwrap(model), self.step + 1):
@@ -124,9 +123,9 @@ class Watcher(Displayed):
         except Exception as error:
             record_failure(self.failures, "capture", error, self.step + 1, "reading the model")
             return
-        self._live.for_each(self.step + 1, "reading the weights before the step",
-                            lambda group: group.remember_before_step(stepped))
-        self.pacer.prepared(self.pacer.start() - started)
+        with self.pacer.preparing():
+            self._live.for_each(self.step + 1, "reading the weights before the step",
+                                lambda group: group.remember_before_step(stepped))
 
     def _after_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._stepped.add(id(optimizer))
@@ -164,9 +163,8 @@ class Watcher(Displayed):
 
     def _gradient_ready(self, group: Any, param: torch.Tensor) -> None:
         if group.armed:  # summarised for the coming capture: its cost, not training time
-            started = self.pacer.start()
-            self._live.for_each(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
-            self.pacer.prepared(self.pacer.start() - started)
+            with self.pacer.preparing():
+                self._live.for_each(self._forwards, "summarising gradients", lambda g: g.gradient_ready(param), [group])
 
     # ----- capture ------------------------------------------------------------------------
     def _capture(self, step: int) -> None:
